@@ -1,0 +1,196 @@
+//! Mapping of transport errors and received Close frames onto the taxonomy.
+//!
+//! The table in `docs/design.md` mirrors this file; the tests below check it row by row.
+
+use std::io;
+
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+
+use crate::code::is_valid_received;
+use crate::{Cause, CloseCode, Outcome};
+
+/// What an error means for the connection.
+///
+/// Public only because the sealed [`Transport`](crate::Transport) trait names it; not
+/// reachable from outside the crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)]
+#[allow(unreachable_pub)]
+pub enum Verdict {
+    /// The connection is over: it ends with `outcome`, started by `cause`. When `reply` is set,
+    /// a Close frame with that code is sent (best effort) before the transport is shut down.
+    Fatal { outcome: Outcome, cause: Cause, reply: Option<u16> },
+    /// The operation failed but the connection goes on (the caller gets its message back).
+    Recoverable,
+}
+
+const fn fatal(outcome: Outcome, cause: Cause, reply: Option<u16>) -> Verdict {
+    Verdict::Fatal { outcome, cause, reply }
+}
+
+/// Classifies an I/O error kind.
+pub(crate) fn classify_io(kind: io::ErrorKind) -> Verdict {
+    use io::ErrorKind::*;
+    match kind {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected => {
+            fatal(Outcome::PeerGone, Cause::Transport, None)
+        }
+        TimedOut => fatal(Outcome::Timeout, Cause::Transport, None),
+        _ => fatal(Outcome::IoError, Cause::Transport, None),
+    }
+}
+
+/// Classifies a tungstenite error.
+pub(crate) fn classify_ws(err: &WsError) -> Verdict {
+    match err {
+        // tungstenite's "closed normally": the handshake finished.
+        WsError::ConnectionClosed => fatal(Outcome::Clean, Cause::Transport, None),
+        // Using a connection tungstenite already closed: a bug on this side.
+        WsError::AlreadyClosed => fatal(Outcome::InternalError, Cause::App, None),
+        WsError::Io(e) => classify_io(e.kind()),
+        WsError::Tls(_) => fatal(Outcome::IoError, Cause::Transport, None),
+        WsError::Capacity(_) => fatal(Outcome::ProtocolError, Cause::Peer, Some(1009)),
+        WsError::Protocol(p) => classify_protocol(p),
+        WsError::WriteBufferFull(_) => Verdict::Recoverable,
+        WsError::Utf8(_) => fatal(Outcome::ProtocolError, Cause::Peer, Some(1007)),
+        WsError::AttackAttempt => fatal(Outcome::ProtocolError, Cause::Peer, Some(1008)),
+        WsError::Url(_) => fatal(Outcome::InternalError, Cause::App, None),
+        WsError::Http(_) | WsError::HttpFormat(_) => {
+            fatal(Outcome::ProtocolError, Cause::Peer, None)
+        }
+    }
+}
+
+fn classify_protocol(p: &ProtocolError) -> Verdict {
+    match p {
+        ProtocolError::ResetWithoutClosingHandshake => {
+            fatal(Outcome::PeerGone, Cause::Transport, None)
+        }
+        ProtocolError::SendAfterClosing => fatal(Outcome::InternalError, Cause::App, None),
+        ProtocolError::ReceivedAfterClosing => fatal(Outcome::ProtocolError, Cause::Peer, None),
+        _ => fatal(Outcome::ProtocolError, Cause::Peer, Some(1002)),
+    }
+}
+
+/// The reason tungstenite substitutes, together with code 1002, for a peer's invalid code.
+pub(crate) const SUBSTITUTED_REASON: &str = "Protocol violation";
+
+/// Classifies a Close frame received from the peer.
+///
+/// `may_be_substituted` is true while we had not sent our own Close: in that state tungstenite
+/// replaces an invalid code by `1002 "Protocol violation"` before handing the frame over, so
+/// that exact pair is read as an invalid code whose value is lost.
+pub(crate) fn received_code(frame: Option<(u16, &str)>, may_be_substituted: bool) -> CloseCode {
+    match frame {
+        None => CloseCode::NoStatus,
+        Some((1002, SUBSTITUTED_REASON)) if may_be_substituted => CloseCode::Invalid(None),
+        Some((code, _)) if !is_valid_received(code) => CloseCode::Invalid(Some(code)),
+        Some((code, _)) => CloseCode::Valid(code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError as P, UrlError};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
+    use tokio_tungstenite::tungstenite::{Message, http};
+
+    fn io(kind: io::ErrorKind) -> WsError {
+        WsError::Io(io::Error::from(kind))
+    }
+
+    #[test]
+    fn every_tungstenite_variant() {
+        use Cause::*;
+        use Outcome::*;
+        let resp = http::Response::builder().status(500).body(None).unwrap();
+        let http_format = http::Request::builder().uri("\u{0}").body(()).unwrap_err();
+        let rows: Vec<(WsError, Verdict)> = vec![
+            (WsError::ConnectionClosed, fatal(Clean, Transport, None)),
+            (WsError::AlreadyClosed, fatal(InternalError, App, None)),
+            (io(io::ErrorKind::ConnectionReset), fatal(PeerGone, Transport, None)),
+            (
+                WsError::Capacity(CapacityError::MessageTooLong { size: 2, max_size: 1 }),
+                fatal(ProtocolError, Peer, Some(1009)),
+            ),
+            (
+                WsError::Protocol(P::ResetWithoutClosingHandshake),
+                fatal(PeerGone, Transport, None),
+            ),
+            (WsError::WriteBufferFull(Box::new(Message::text("x"))), Verdict::Recoverable),
+            (WsError::Utf8("bad".into()), fatal(ProtocolError, Peer, Some(1007))),
+            (WsError::AttackAttempt, fatal(ProtocolError, Peer, Some(1008))),
+            (WsError::Url(UrlError::EmptyHostName), fatal(InternalError, App, None)),
+            (WsError::Http(Box::new(resp)), fatal(ProtocolError, Peer, None)),
+            (WsError::HttpFormat(http_format), fatal(ProtocolError, Peer, None)),
+        ];
+        for (err, want) in rows {
+            assert_eq!(classify_ws(&err), want, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn protocol_errors() {
+        use Cause::*;
+        use Outcome::*;
+        let rows = [
+            (P::ResetWithoutClosingHandshake, fatal(PeerGone, Transport, None)),
+            (P::SendAfterClosing, fatal(InternalError, App, None)),
+            (P::ReceivedAfterClosing, fatal(ProtocolError, Peer, None)),
+            (P::NonZeroReservedBits, fatal(ProtocolError, Peer, Some(1002))),
+            (P::UnmaskedFrameFromClient, fatal(ProtocolError, Peer, Some(1002))),
+            (P::MaskedFrameFromServer, fatal(ProtocolError, Peer, Some(1002))),
+            (P::FragmentedControlFrame, fatal(ProtocolError, Peer, Some(1002))),
+            (P::ControlFrameTooBig, fatal(ProtocolError, Peer, Some(1002))),
+            (P::UnknownControlFrameType(11), fatal(ProtocolError, Peer, Some(1002))),
+            (P::UnknownDataFrameType(3), fatal(ProtocolError, Peer, Some(1002))),
+            (P::UnexpectedContinueFrame, fatal(ProtocolError, Peer, Some(1002))),
+            (
+                P::ExpectedFragment(Data::Text),
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (P::InvalidOpcode(3), fatal(ProtocolError, Peer, Some(1002))),
+            (P::InvalidCloseSequence, fatal(ProtocolError, Peer, Some(1002))),
+        ];
+        for (p, want) in rows {
+            assert_eq!(classify_ws(&WsError::Protocol(p.clone())), want, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn io_kinds() {
+        use Cause::*;
+        use Outcome::*;
+        use io::ErrorKind as K;
+        let rows = [
+            (K::ConnectionReset, fatal(PeerGone, Transport, None)),
+            (K::ConnectionAborted, fatal(PeerGone, Transport, None)),
+            (K::BrokenPipe, fatal(PeerGone, Transport, None)),
+            (K::UnexpectedEof, fatal(PeerGone, Transport, None)),
+            (K::NotConnected, fatal(PeerGone, Transport, None)),
+            (K::TimedOut, fatal(Timeout, Transport, None)),
+            (K::PermissionDenied, fatal(IoError, Transport, None)),
+            (K::Other, fatal(IoError, Transport, None)),
+            (K::OutOfMemory, fatal(IoError, Transport, None)),
+        ];
+        for (kind, want) in rows {
+            assert_eq!(classify_ws(&io(kind)), want, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn received_codes() {
+        assert_eq!(received_code(None, true), CloseCode::NoStatus);
+        assert_eq!(received_code(Some((1000, "")), true), CloseCode::Valid(1000));
+        assert_eq!(received_code(Some((1011, "oops")), true), CloseCode::Valid(1011));
+        assert_eq!(received_code(Some((4001, "")), false), CloseCode::Valid(4001));
+        assert_eq!(received_code(Some((1002, SUBSTITUTED_REASON)), true), CloseCode::Invalid(None));
+        assert_eq!(received_code(Some((1002, SUBSTITUTED_REASON)), false), CloseCode::Valid(1002));
+        assert_eq!(received_code(Some((1002, "bad frame")), true), CloseCode::Valid(1002));
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert_eq!(received_code(Some((code, "")), false), CloseCode::Invalid(Some(code)));
+        }
+    }
+}

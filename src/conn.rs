@@ -1,0 +1,857 @@
+//! The wrapped connection: [`WebSocket`], its halves [`Sender`] and [`Receiver`], the
+//! cloneable [`Handle`], and the close task that finishes every connection.
+//!
+//! While open, reads and writes poll the transport directly under the gate's lock (no task
+//! hop, no channel). The first party to begin the close takes the transport out of the gate
+//! and hands it to a spawned close task, which alone flushes, sends the Close frame, reads
+//! until the peer's Close or EOF, shuts the transport down, and publishes the report.
+
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, MutexGuard};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::{Instrument, Span};
+
+use crate::classify::{Verdict, received_code};
+use crate::code::{MAX_REASON_BYTES, check_outgoing, sanitize_reason, truncate_utf8};
+use crate::error::Kind;
+use crate::gate::{CLOSED, Gate, OPEN};
+use crate::telemetry;
+use crate::{Cause, CloseCode, CloseReport, Config, Error, Outcome, Role, State, Transport};
+
+/// A Close frame to send: `None` is a Close frame without a status code.
+type OutFrame = Option<(u16, String)>;
+
+/// The transport while it is in the gate, with the count of messages accepted since the
+/// last confirmed flush (the ones that would be lost if the transport died now).
+struct Io<T> {
+    t: T,
+    pending: u64,
+}
+
+type Slot<'a, T> = MutexGuard<'a, Option<Io<T>>>;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Shared<T: Transport> {
+    gate: Gate<Io<T>, Arc<CloseReport>>,
+    role: Role,
+    config: Config,
+    id: u64,
+    span: Span,
+    opened_at: Instant,
+    /// The application task waiting in `poll_next`.
+    reader: AtomicWaker,
+    /// The application task waiting in a sink method.
+    writer: AtomicWaker,
+    /// `Handle::closed` waiters.
+    done: Notify,
+}
+
+fn closing_phase(cause: Cause) -> u8 {
+    1 + Cause::ALL.iter().position(|c| *c == cause).unwrap_or(0) as u8
+}
+
+fn phase_state(phase: u8) -> State {
+    match phase {
+        OPEN => State::Open,
+        CLOSED => State::Closed,
+        n => State::Closing(Cause::ALL.get(usize::from(n) - 1).copied().unwrap_or(Cause::App)),
+    }
+}
+
+/// How a close begins; built by whoever takes the transport.
+struct Plan {
+    cause: Cause,
+    /// Our Close frame, when we send one.
+    send: Option<OutFrame>,
+    /// tungstenite already queued this reply to the peer's Close; flush it at once.
+    reply: Option<CloseCode>,
+    /// The peer's Close frame, when the application's reader saw it.
+    received: Option<(CloseCode, Option<String>)>,
+    /// The outcome is already known (a fatal error began the close).
+    preset: Option<(Outcome, String)>,
+    /// Read after sending, until the peer's Close or EOF.
+    drain: bool,
+}
+
+impl Plan {
+    fn close(cause: Cause, frame: OutFrame) -> Self {
+        Plan { cause, send: Some(frame), reply: None, received: None, preset: None, drain: true }
+    }
+
+    fn peer_closed(frame: Option<(u16, &str)>) -> Self {
+        let code = received_code(frame, true);
+        // tungstenite echoes the (possibly substituted) frame back as its reply.
+        let reply = match frame {
+            None => CloseCode::NoStatus,
+            Some((c, _)) => CloseCode::Valid(c),
+        };
+        Plan {
+            cause: Cause::Peer,
+            send: None,
+            reply: Some(reply),
+            received: Some((code, frame.map(|(_, r)| sanitize_reason(r)))),
+            preset: None,
+            drain: true,
+        }
+    }
+
+    fn failed(outcome: Outcome, cause: Cause, reply: Option<u16>, error: String) -> Self {
+        Plan {
+            cause,
+            send: reply.map(|code| Some((code, String::new()))),
+            reply: None,
+            received: None,
+            preset: Some((outcome, error)),
+            drain: false,
+        }
+    }
+}
+
+impl<T: Transport> Shared<T> {
+    fn state(&self) -> State {
+        phase_state(self.gate.phase())
+    }
+
+    /// Begins the close if nobody has: takes the transport and spawns the close task.
+    /// Returns false when the close had already begun.
+    fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
+        let Some(io) = self.gate.begin(slot, closing_phase(plan.cause)) else {
+            return false;
+        };
+        self.reader.wake();
+        self.writer.wake();
+        let closer = Closer::new(self.clone(), &plan, io.pending);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(closer.run(io, plan).instrument(self.span.clone()));
+            }
+            Err(_) => {
+                // No runtime to run a handshake on (a handle dropped outside Tokio): terminate
+                // the transport now and say so.
+                drop(io);
+                closer.finish_now(Outcome::InternalError, "dropped outside a Tokio runtime");
+            }
+        }
+        true
+    }
+
+    /// Begins an application-level close (app, shutdown, keepalive, lifetime). Counts and logs
+    /// a redundant request when the close had already begun.
+    fn request_close(self: &Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        let won = self.begin(&mut self.gate.lock(), Plan::close(cause, frame));
+        if !won {
+            telemetry::on_redundant_close(self.role, self.state(), &self.span);
+        }
+        won
+    }
+
+    fn finish(&self, report: CloseReport, state_before: State, close_attempted: bool) {
+        telemetry::on_end(&telemetry::End {
+            role: self.role,
+            report: &report,
+            state_before,
+            close_attempted,
+            span: &self.span,
+        });
+        self.gate.finish(Arc::new(report));
+        self.reader.wake();
+        self.writer.wake();
+        self.done.notify_waiters();
+    }
+
+    fn poll_report(&self, waker: &AtomicWaker, cx: &mut Context<'_>) -> Poll<Arc<CloseReport>> {
+        if let Some(r) = self.gate.report() {
+            return Poll::Ready(r);
+        }
+        waker.register(cx.waker());
+        match self.gate.report() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+
+    async fn closed(&self) -> Arc<CloseReport> {
+        loop {
+            let mut notified = pin!(self.done.notified());
+            notified.as_mut().enable();
+            if let Some(r) = self.gate.report() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    fn refuse_send(&self) -> Error {
+        let state = self.state();
+        telemetry::on_send_after_close(self.role, state, &self.span);
+        Error::closed(state, self.gate.report())
+    }
+
+    /// A transport error seen by the application: begin the close if it is fatal.
+    fn on_error(self: &Arc<Self>, slot: &mut Slot<'_, T>, err: T::WsError) -> Error {
+        match T::verdict(&err) {
+            Verdict::Recoverable => Error::new(Kind::Rejected).with_source(err),
+            Verdict::Fatal { outcome, cause, reply } => {
+                self.begin(slot, Plan::failed(outcome, cause, reply, err.to_string()));
+                Error::new(Kind::Ended { outcome }).with_source(err)
+            }
+        }
+    }
+
+    fn poll_next(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T::Message, Error>>> {
+        let mut slot = self.gate.lock();
+        let Some(io) = slot.as_mut() else {
+            drop(slot);
+            return self.poll_report(&self.reader, cx).map(|_| None);
+        };
+        match Pin::new(&mut io.t).poll_next(cx) {
+            Poll::Pending => {
+                self.reader.register(cx.waker());
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(msg))) => {
+                if let Some(frame) = T::close_frame(&msg) {
+                    self.begin(&mut slot, Plan::peer_closed(frame));
+                }
+                Poll::Ready(Some(Ok(msg)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(self.on_error(&mut slot, err)))),
+            Poll::Ready(None) => {
+                // The library ended the stream without an error or a Close frame.
+                let plan = Plan::failed(
+                    Outcome::PeerGone,
+                    Cause::Transport,
+                    None,
+                    "stream ended".into(),
+                );
+                self.begin(&mut slot, plan);
+                drop(slot);
+                self.poll_report(&self.reader, cx).map(|_| None)
+            }
+        }
+    }
+
+    fn poll_ready(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut slot = self.gate.lock();
+        let Some(io) = slot.as_mut() else {
+            return Poll::Ready(Err(self.refuse_send()));
+        };
+        match Pin::new(&mut io.t).poll_ready(cx) {
+            Poll::Pending => {
+                self.writer.register(cx.waker());
+                Poll::Pending
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(self.on_error(&mut slot, err))),
+        }
+    }
+
+    fn start_send(self: &Arc<Self>, msg: T::Message, close_requested: &mut bool) -> Result<(), Error> {
+        if let Some(frame) = T::close_frame(&msg) {
+            // A Close message written to the sink is a close request like any other.
+            let frame = validate(frame)?;
+            *close_requested = true;
+            self.request_close(Cause::App, frame);
+            return Ok(());
+        }
+        let mut slot = self.gate.lock();
+        let Some(io) = slot.as_mut() else {
+            return Err(self.refuse_send());
+        };
+        match Pin::new(&mut io.t).start_send(msg) {
+            Ok(()) => {
+                io.pending += 1;
+                Ok(())
+            }
+            Err(err) => Err(self.on_error(&mut slot, err)),
+        }
+    }
+
+    fn poll_flush(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut slot = self.gate.lock();
+        let Some(io) = slot.as_mut() else {
+            // The close task flushes what was accepted (or counts it as dropped).
+            drop(slot);
+            return self.poll_report(&self.writer, cx).map(|_| Ok(()));
+        };
+        match Pin::new(&mut io.t).poll_flush(cx) {
+            Poll::Pending => {
+                self.writer.register(cx.waker());
+                Poll::Pending
+            }
+            Poll::Ready(Ok(())) => {
+                io.pending = 0;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(self.on_error(&mut slot, err))),
+        }
+    }
+
+    fn poll_close(self: &Arc<Self>, cx: &mut Context<'_>, close_requested: &mut bool) -> Poll<Result<(), Error>> {
+        if !*close_requested {
+            *close_requested = true;
+            self.request_close(Cause::App, Some((1000, String::new())));
+        }
+        self.poll_report(&self.writer, cx).map(|_| Ok(()))
+    }
+}
+
+/// Checks an application-supplied Close frame: refuses forbidden codes, cuts the reason.
+fn validate(frame: Option<(u16, &str)>) -> Result<OutFrame, Error> {
+    match frame {
+        None => Ok(None),
+        Some((code, reason)) => {
+            check_outgoing(code).map_err(|why| Error::new(Kind::InvalidCloseCode { code, why }))?;
+            Ok(Some((code, truncate_utf8(reason, MAX_REASON_BYTES).to_owned())))
+        }
+    }
+}
+
+/// The close task's record of what happened. If the task is dropped before it finishes (the
+/// runtime shut down mid-close), `Drop` still publishes an `internal_error` report, so the
+/// gauge, the counters and every waiter see exactly one end.
+struct Closer<T: Transport> {
+    shared: Arc<Shared<T>>,
+    cause: Cause,
+    started: Instant,
+    code_sent: Option<CloseCode>,
+    code_received: Option<CloseCode>,
+    reason_received: Option<String>,
+    /// A Close frame went (or came) over the wire.
+    framed: bool,
+    handshake_done: bool,
+    close_attempted: bool,
+    /// Accepted messages not yet confirmed flushed.
+    pending: u64,
+    preset: Option<Outcome>,
+    error: Option<String>,
+    finished: bool,
+}
+
+impl<T: Transport> Closer<T> {
+    fn new(shared: Arc<Shared<T>>, plan: &Plan, pending: u64) -> Self {
+        let (code_received, reason_received) = match &plan.received {
+            Some((code, reason)) => (Some(*code), reason.clone()),
+            None => (None, None),
+        };
+        let invalid = matches!(code_received, Some(CloseCode::Invalid(_)));
+        let (preset, error) = match &plan.preset {
+            Some((o, e)) => (Some(*o), Some(e.clone())),
+            None if invalid => (Some(Outcome::ProtocolError), Some("invalid close code received".into())),
+            None => (None, None),
+        };
+        Closer {
+            shared,
+            cause: plan.cause,
+            started: Instant::now(),
+            code_sent: None,
+            framed: code_received.is_some(),
+            code_received,
+            reason_received,
+            handshake_done: false,
+            close_attempted: false,
+            pending,
+            preset,
+            error,
+            finished: false,
+        }
+    }
+
+    async fn run(mut self, mut io: Io<T>, plan: Plan) {
+        let deadline = self.started + self.shared.config.close_timeout;
+        let result = tokio::time::timeout_at(deadline, self.handshake(&mut io, plan)).await;
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(outcome)) => Some(outcome),
+            Err(_elapsed) if self.handshake_done => None,
+            Err(_elapsed) => {
+                self.error.get_or_insert_with(|| "close deadline passed".into());
+                Some(Outcome::Timeout)
+            }
+        };
+        if failed.is_none() && self.preset.is_none() {
+            // Orderly end: FIN, bounded by what is left of the deadline.
+            let _ = tokio::time::timeout_at(deadline, poll_fn(|cx| io.t.poll_shutdown(cx))).await;
+        }
+        drop(io);
+        let outcome = self.preset.or(failed).unwrap_or(if self.handshake_done {
+            Outcome::Clean
+        } else {
+            Outcome::InternalError
+        });
+        self.finish(outcome);
+    }
+
+    async fn handshake(&mut self, io: &mut Io<T>, plan: Plan) -> Result<(), Outcome> {
+        if let Some(reply) = plan.reply {
+            // The peer closed first; tungstenite queued the echo. Put it on the wire now rather
+            // than on some later write.
+            self.close_attempted = true;
+            poll_fn(|cx| Pin::new(&mut io.t).poll_flush(cx)).await.map_err(|e| self.fail(e))?;
+            io.pending = 0;
+            self.pending = 0;
+            self.code_sent = Some(reply);
+            self.handshake_done = true;
+        }
+        if let Some(frame) = plan.send {
+            self.close_attempted = true;
+            let msg = T::close_message(frame.as_ref().map(|(c, r)| (*c, r.as_str())));
+            // Queued data frames go out first: the Close frame is written behind them and one
+            // flush sends both.
+            io.t.send(msg).await.map_err(|e| self.fail(e))?;
+            io.pending = 0;
+            self.pending = 0;
+            self.code_sent = Some(frame.map_or(CloseCode::NoStatus, |(c, _)| CloseCode::Valid(c)));
+            self.framed = true;
+        }
+        if !plan.drain || (self.handshake_done && self.shared.role == Role::Server) {
+            return Ok(());
+        }
+        // Read (and discard) until the peer's Close, then EOF for a client: the server closes
+        // the TCP connection first.
+        loop {
+            match io.t.next().await {
+                Some(Ok(msg)) => {
+                    if let Some(frame) = T::close_frame(&msg) {
+                        if self.code_received.is_none() {
+                            let code = received_code(frame, false);
+                            if matches!(code, CloseCode::Invalid(_)) {
+                                self.preset.get_or_insert(Outcome::ProtocolError);
+                                self.error.get_or_insert_with(|| "invalid close code received".into());
+                            }
+                            self.code_received = Some(code);
+                            self.reason_received = Some(sanitize_reason(frame.map_or("", |f| f.1)));
+                        }
+                        self.handshake_done = true;
+                        if self.shared.role == Role::Server {
+                            return Ok(());
+                        }
+                    }
+                }
+                Some(Err(_)) | None if self.handshake_done => return Ok(()),
+                Some(Err(e)) => return Err(self.fail(e)),
+                None => {
+                    self.error.get_or_insert_with(|| "transport ended before the peer's Close".into());
+                    return Err(Outcome::PeerGone);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, err: T::WsError) -> Outcome {
+        let outcome = match T::verdict(&err) {
+            Verdict::Fatal { outcome, .. } => outcome,
+            Verdict::Recoverable => Outcome::InternalError,
+        };
+        self.error.get_or_insert_with(|| err.to_string());
+        outcome
+    }
+
+    fn finish_now(mut self, outcome: Outcome, error: &str) {
+        self.error = Some(error.to_owned());
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let now = Instant::now();
+        let report = CloseReport {
+            outcome,
+            cause: self.cause,
+            code_sent: self.code_sent,
+            code_received: self.code_received,
+            reason_received: self.reason_received.take(),
+            close_duration: (self.framed || self.code_sent.is_some()).then(|| now - self.started),
+            connection_duration: now - self.shared.opened_at,
+            messages_dropped: self.pending,
+        };
+        let state_before = if self.close_attempted { State::Closing(self.cause) } else { State::Open };
+        if let Some(error) = &self.error {
+            tracing::debug!(target: "wsclose", parent: &self.shared.span, error = %error, "close detail");
+        }
+        self.shared.finish(report, state_before, self.close_attempted);
+    }
+}
+
+impl<T: Transport> Drop for Closer<T> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.error = Some("close task dropped before it finished (runtime shut down?)".into());
+            self.finish(Outcome::InternalError);
+        }
+    }
+}
+
+/// Ends the connection with `1001 going away` when the last application handle
+/// ([`WebSocket`], [`Sender`], [`Receiver`]) is dropped without a close.
+struct Owner<T: Transport>(Arc<Shared<T>>);
+
+impl<T: Transport> Drop for Owner<T> {
+    fn drop(&mut self) {
+        self.0.begin(&mut self.0.gate.lock(), Plan::close(Cause::App, Some((1001, String::new()))));
+    }
+}
+
+/// The object-safe view of a connection that [`Handle`] holds, so handles of every transport
+/// type are one type.
+trait Control: Send + Sync {
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
+    fn state(&self) -> State;
+    fn report(&self) -> Option<Arc<CloseReport>>;
+    fn closed(&self) -> Pin<Box<dyn Future<Output = Arc<CloseReport>> + Send + '_>>;
+    fn role(&self) -> Role;
+    fn id(&self) -> u64;
+}
+
+impl<T: Transport> Control for Shared<T> {
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        Shared::request_close(&self, cause, frame)
+    }
+    fn state(&self) -> State {
+        Shared::state(self)
+    }
+    fn report(&self) -> Option<Arc<CloseReport>> {
+        self.gate.report()
+    }
+    fn closed(&self) -> Pin<Box<dyn Future<Output = Arc<CloseReport>> + Send + '_>> {
+        Box::pin(Shared::closed(self))
+    }
+    fn role(&self) -> Role {
+        self.role
+    }
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A cloneable, `Send + Sync` handle to a connection: close it, wait for its end, query its
+/// state from any task. A handle does not keep the connection alive: when the last
+/// [`WebSocket`]/[`Sender`]/[`Receiver`] is dropped, the connection closes with 1001.
+#[derive(Clone)]
+pub struct Handle {
+    ctl: Arc<dyn Control>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("id", &self.ctl.id())
+            .field("role", &self.ctl.role())
+            .field("state", &self.ctl.state())
+            .finish()
+    }
+}
+
+impl Handle {
+    /// Closes the connection with `code` and `reason` and waits for the end, at most the close
+    /// deadline. Any number of callers, from any task, at once: exactly one Close frame is
+    /// sent, and every caller gets the same report. A call on a connection already closing
+    /// or closed sends nothing, counts as a redundant close and returns the final report.
+    ///
+    /// `reason` is cut to 123 bytes at a character boundary.
+    ///
+    /// # Errors
+    ///
+    /// A `code` the protocol forbids (0–999, 1004–1006, 1015–2999, ≥5000) is refused with
+    /// [`Error::is_invalid_close_code`] before anything is sent or counted.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close runs in its own task; dropping this future only stops waiting.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
+        self.start_close(code, reason)?;
+        Ok(self.closed().await)
+    }
+
+    /// Begins the close without waiting; returns whether this call began it (`false`: it was
+    /// already closing or closed, counted as redundant).
+    ///
+    /// # Errors
+    ///
+    /// As [`close`](Self::close).
+    pub fn start_close(&self, code: u16, reason: &str) -> Result<bool, Error> {
+        self.start_close_with_cause(Cause::App, code, reason)
+    }
+
+    pub(crate) fn start_close_with_cause(
+        &self,
+        cause: Cause,
+        code: u16,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        let frame = validate(Some((code, reason)))?;
+        Ok(self.ctl.clone().request_close(cause, frame))
+    }
+
+    /// Waits until the connection has ended and returns the report.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) -> CloseReport {
+        (*self.ctl.closed().await).clone()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.ctl.state()
+    }
+
+    /// The final report once the connection is `Closed`.
+    pub fn report(&self) -> Option<CloseReport> {
+        self.ctl.report().map(|r| (*r).clone())
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.ctl.role()
+    }
+
+    /// A process-unique id for the connection (the `conn_id` of its tracing span).
+    pub fn id(&self) -> u64 {
+        self.ctl.id()
+    }
+}
+
+/// A WebSocket connection whose close is idempotent, race-free and deadline-bounded, and
+/// whose end is classified and measured.
+///
+/// It is a [`Stream`] of messages and a [`Sink`] for them, like tokio-tungstenite's
+/// `WebSocketStream`, so `split`, `forward` and `SinkExt::send` keep working. The differences:
+///
+/// - the stream ends (`None`) once the connection is fully closed, and yields an error only
+///   when the connection ended with one ([`Error::outcome`] says which);
+/// - sending on a closing or closed connection returns [`Error::is_closed`], never panics;
+/// - `SinkExt::close`, a `Message::Close` written to the sink, [`WebSocket::close`] and
+///   [`Handle::close`] are the same idempotent close;
+/// - a Close from the peer is answered at once and the handshake finishes in the background
+///   even if nobody polls the stream again;
+/// - dropping it without closing closes with `1001 going away`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use futures_util::{SinkExt, StreamExt};
+/// use tokio_tungstenite::tungstenite::Message;
+///
+/// # async fn run(tcp: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
+/// let ws = tokio_tungstenite::accept_async(tcp).await?;
+/// let mut ws = wsclose::WebSocket::server(ws);
+/// while let Some(msg) = ws.next().await {
+///     let msg = msg?;
+///     if msg.is_text() {
+///         ws.send(msg).await?;
+///     }
+/// }
+/// // The stream ended: the connection is closed and the report is final.
+/// println!("{}", ws.report().unwrap());
+/// # Ok(()) }
+/// ```
+pub struct WebSocket<T: Transport> {
+    owner: Arc<Owner<T>>,
+    close_requested: bool,
+}
+
+impl<T: Transport> std::fmt::Debug for WebSocket<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("id", &self.owner.0.id)
+            .field("role", &self.owner.0.role)
+            .field("state", &self.owner.0.state())
+            .finish()
+    }
+}
+
+impl<T: Transport> WebSocket<T> {
+    /// Wraps the server side of an established connection with the default [`Config`].
+    pub fn server(ws: T) -> Self {
+        Self::with_config(ws, Role::Server, Config::default())
+    }
+
+    /// Wraps the client side of an established connection with the default [`Config`].
+    pub fn client(ws: T) -> Self {
+        Self::with_config(ws, Role::Client, Config::default())
+    }
+
+    pub(crate) fn with_config(ws: T, role: Role, config: Config) -> Self {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!(
+            target: "wsclose",
+            "websocket",
+            conn_id = id,
+            role = role.as_str(),
+            peer = tracing::field::Empty,
+        );
+        if let Some(peer) = config.peer_addr {
+            span.record("peer", tracing::field::display(peer));
+        }
+        telemetry::on_open(role);
+        let shared = Arc::new(Shared {
+            gate: Gate::new(Io { t: ws, pending: 0 }),
+            role,
+            config,
+            id,
+            span,
+            opened_at: Instant::now(),
+            reader: AtomicWaker::new(),
+            writer: AtomicWaker::new(),
+            done: Notify::new(),
+        });
+        WebSocket { owner: Arc::new(Owner(shared)), close_requested: false }
+    }
+
+    fn shared(&self) -> &Arc<Shared<T>> {
+        &self.owner.0
+    }
+
+    /// A cloneable handle for closing and watching this connection from other tasks.
+    pub fn handle(&self) -> Handle {
+        Handle { ctl: self.shared().clone() }
+    }
+
+    /// Splits into a sending and a receiving half, each usable from its own task. The
+    /// connection closes with 1001 when both halves (and this value) are dropped without a
+    /// close.
+    pub fn split(self) -> (Sender<T>, Receiver<T>) {
+        let owner = self.owner;
+        (
+            Sender { owner: owner.clone(), close_requested: self.close_requested },
+            Receiver { owner },
+        )
+    }
+
+    /// Closes the connection and waits for the end; see [`Handle::close`].
+    ///
+    /// # Errors
+    ///
+    /// A forbidden `code` ([`Error::is_invalid_close_code`]); nothing is sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
+        self.handle().close(code, reason).await
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.shared().state()
+    }
+
+    /// The final report once the connection is `Closed`.
+    pub fn report(&self) -> Option<CloseReport> {
+        self.shared().gate.report().map(|r| (*r).clone())
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.shared().role
+    }
+}
+
+impl<T: Transport> Stream for WebSocket<T> {
+    type Item = Result<T::Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.owner.0.poll_next(cx)
+    }
+}
+
+impl<T: Transport> Sink<T::Message> for WebSocket<T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.owner.0.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: T::Message) -> Result<(), Error> {
+        let this = self.get_mut();
+        this.owner.0.start_send(item, &mut this.close_requested)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.owner.0.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        this.owner.0.poll_close(cx, &mut this.close_requested)
+    }
+}
+
+/// The sending half of a [`WebSocket`] (a [`Sink`]).
+pub struct Sender<T: Transport> {
+    owner: Arc<Owner<T>>,
+    close_requested: bool,
+}
+
+impl<T: Transport> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("id", &self.owner.0.id).finish()
+    }
+}
+
+impl<T: Transport> Sender<T> {
+    /// A cloneable handle for closing and watching the connection.
+    pub fn handle(&self) -> Handle {
+        Handle { ctl: self.owner.0.clone() }
+    }
+}
+
+impl<T: Transport> Sink<T::Message> for Sender<T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.owner.0.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: T::Message) -> Result<(), Error> {
+        let this = self.get_mut();
+        this.owner.0.start_send(item, &mut this.close_requested)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.owner.0.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        this.owner.0.poll_close(cx, &mut this.close_requested)
+    }
+}
+
+/// The receiving half of a [`WebSocket`] (a [`Stream`]).
+pub struct Receiver<T: Transport> {
+    owner: Arc<Owner<T>>,
+}
+
+impl<T: Transport> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").field("id", &self.owner.0.id).finish()
+    }
+}
+
+impl<T: Transport> Receiver<T> {
+    /// A cloneable handle for closing and watching the connection.
+    pub fn handle(&self) -> Handle {
+        Handle { ctl: self.owner.0.clone() }
+    }
+}
+
+impl<T: Transport> Stream for Receiver<T> {
+    type Item = Result<T::Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.owner.0.poll_next(cx)
+    }
+}

@@ -1,0 +1,91 @@
+//! Safe, observable WebSocket close for tokio-tungstenite.
+//!
+//! `wsclose` wraps an established WebSocket connection so that closing it is
+//!
+//! - **idempotent and race-free**: `close` may be called any number of times, from any task
+//!   or [`Handle`], at once; exactly one Close frame goes on the wire and every caller gets the
+//!   same [`CloseReport`];
+//! - **deadline-bounded**: the whole close (flush, handshake, transport shutdown) ends within
+//!   [`Config::with_close_timeout`] (5 s by default), after which the transport is terminated
+//!   and the outcome is `timeout`;
+//! - **complete**: a peer's Close is answered at once, and the handshake finishes in the
+//!   background even when the application stops reading;
+//!
+//! and every end is **classified** ([`Outcome`], [`Cause`], expected or not) and **measured**
+//! (Prometheus-style metrics through the [`metrics`] facade, and one `tracing` event per end).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use futures_util::{SinkExt, StreamExt};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! let config = wsclose::Config::new().with_close_timeout(std::time::Duration::from_secs(3))?;
+//! loop {
+//!     let (tcp, peer) = listener.accept().await?;
+//!     let config = config.clone().with_peer_addr(peer);
+//!     tokio::spawn(async move {
+//!         let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+//!         let mut ws = config.server(ws);
+//!         while let Some(Ok(msg)) = ws.next().await {
+//!             if msg.is_text() && ws.send(msg).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!         // Idempotent: a no-op returning the same report if the peer already closed.
+//!         let report = ws.close(1000, "bye").await.expect("1000 is a valid code");
+//!         tracing::info!(%report, "connection ended");
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! # Metrics
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `websocket_connections_active` | gauge | `role` |
+//! | `websocket_connections_opened_total` | counter | `role` |
+//! | `websocket_closes_total` | counter | `role`, `cause`, `outcome`, `expected` |
+//! | `websocket_close_duration_seconds` | histogram | `role`, `outcome` |
+//! | `websocket_connection_duration_seconds` | histogram | `role`, `outcome` |
+//! | `websocket_close_frames_total` | counter | `role`, `direction`, `code` |
+//! | `websocket_close_redundant_total` | counter | `role` |
+//! | `websocket_send_after_close_total` | counter | `role` |
+//! | `websocket_messages_dropped_total` | counter | `role` |
+//!
+//! Every label value comes from a fixed list ([`Outcome::as_str`], [`Cause::as_str`],
+//! [`code_label`]); a peer's close reason is never a label. See `docs/metrics.md`.
+//!
+//! # Features
+//!
+//! - `prometheus`: [`prometheus::install`], a one-liner that installs
+//!   metrics-exporter-prometheus with this crate's histogram buckets.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod classify;
+mod code;
+mod config;
+mod conn;
+mod error;
+mod gate;
+mod sync;
+mod taxonomy;
+mod telemetry;
+mod transport;
+
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
+
+pub use code::{CODE_LABELS, MAX_REASON_BYTES, code_label, sanitize_reason};
+pub use config::Config;
+pub use conn::{Handle, Receiver, Sender, WebSocket};
+pub use error::Error;
+pub use taxonomy::{Cause, CloseCode, CloseReport, Outcome, Role, State};
+pub use telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
+pub use transport::Transport;
+
+/// The WebSocket library this crate wraps.
+pub use tokio_tungstenite;

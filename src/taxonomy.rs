@@ -1,0 +1,233 @@
+//! The fixed vocabulary of a connection's end: [`Outcome`], [`Cause`], [`Role`], [`State`],
+//! and the [`CloseReport`] every closer receives.
+
+use std::fmt;
+use std::time::Duration;
+
+macro_rules! label_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $label:literal ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name { $( $(#[$vmeta])* $variant ),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The metric label (bounded, stable).
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// How a connection ended. Each connection ends exactly once, with one outcome.
+    pub enum Outcome {
+        /// Both Close frames exchanged and the transport closed within the deadline.
+        Clean => "clean",
+        /// The transport ended without a complete handshake: reset, EOF, broken pipe.
+        PeerGone => "peer_gone",
+        /// The close deadline passed before the handshake completed; the transport was
+        /// terminated.
+        Timeout => "timeout",
+        /// The peer violated the protocol (invalid close code, bad frame, data after close).
+        ProtocolError => "protocol_error",
+        /// Any other I/O error on the transport.
+        IoError => "io_error",
+        /// Anything else: a bug in this crate or in the application.
+        InternalError => "internal_error",
+    }
+}
+
+impl Outcome {
+    /// Whether this end is part of normal life for a WebSocket service (`clean`,
+    /// `peer_gone`, `timeout`) rather than an error someone should look at.
+    pub const fn is_expected(self) -> bool {
+        matches!(self, Outcome::Clean | Outcome::PeerGone | Outcome::Timeout)
+    }
+}
+
+label_enum! {
+    /// Who or what started the end of a connection.
+    pub enum Cause {
+        /// The application asked to close (or dropped every handle).
+        App => "app",
+        /// A server-wide drain closed the connection.
+        Shutdown => "shutdown",
+        /// A ping went unanswered.
+        Keepalive => "keepalive",
+        /// The connection reached its maximum lifetime.
+        Lifetime => "lifetime",
+        /// The peer sent a Close frame first, or broke the protocol.
+        Peer => "peer",
+        /// The transport ended with no Close frame either way.
+        Transport => "transport",
+    }
+}
+
+label_enum! {
+    /// Which side of the connection this endpoint is.
+    pub enum Role {
+        /// The endpoint accepted the connection.
+        Server => "server",
+        /// The endpoint opened the connection.
+        Client => "client",
+    }
+}
+
+/// The life cycle of a connection: `Open → Closing → Closed`.
+///
+/// A wrapped connection starts `Open`: wrapping happens after tokio-tungstenite (or axum) has
+/// completed the opening handshake, so the `Connecting` phase of the WebSocket API belongs to
+/// the handshake library, not to a handle of this crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// The close has started; it records who started it.
+    Closing(Cause),
+    /// The transport is closed and the [`CloseReport`] is final.
+    Closed,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Open => f.write_str("open"),
+            State::Closing(cause) => write!(f, "closing({cause})"),
+            State::Closed => f.write_str("closed"),
+        }
+    }
+}
+
+/// A close code seen on the wire, in one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseCode {
+    /// A Close frame without a status code (reported as 1005 by WebSocket APIs).
+    NoStatus,
+    /// A code the protocol allows.
+    Valid(u16),
+    /// A code the protocol forbids on the wire. The value is the peer's when the protocol
+    /// layer let it through, `None` when tungstenite had already replaced it.
+    Invalid(Option<u16>),
+}
+
+impl CloseCode {
+    /// The numeric code, when known.
+    pub fn code(self) -> Option<u16> {
+        match self {
+            CloseCode::NoStatus | CloseCode::Invalid(None) => None,
+            CloseCode::Valid(c) | CloseCode::Invalid(Some(c)) => Some(c),
+        }
+    }
+
+    /// The bounded metric label (see [`code_label`](crate::code_label)).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCode::NoStatus => "no_status",
+            CloseCode::Valid(c) => crate::code::code_label(Some(c)),
+            CloseCode::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code() {
+            Some(c) => write!(f, "{c} ({})", self.as_str()),
+            None => f.write_str(self.as_str()),
+        }
+    }
+}
+
+/// The final account of how a connection ended. Every caller of `close`, every handle and
+/// every waiter sees the same report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Who or what started the end.
+    pub cause: Cause,
+    /// The Close frame this endpoint put on the wire, if one was sent.
+    pub code_sent: Option<CloseCode>,
+    /// The Close frame the peer sent, if one arrived.
+    pub code_received: Option<CloseCode>,
+    /// The peer's close reason, sanitized for display (escaped, at most 123 bytes).
+    pub reason_received: Option<String>,
+    /// From the first Close frame sent or received to the transport closed; `None` when no
+    /// Close frame went either way.
+    pub close_duration: Option<Duration>,
+    /// From the wrap to the transport closed.
+    pub connection_duration: Duration,
+    /// Messages accepted for sending that were never confirmed delivered.
+    pub messages_dropped: u64,
+}
+
+impl CloseReport {
+    /// Shorthand for `self.outcome.is_expected()`.
+    pub fn is_expected(&self) -> bool {
+        self.outcome.is_expected()
+    }
+}
+
+impl fmt::Display for CloseReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (cause {})", self.outcome, self.cause)?;
+        if let Some(code) = self.code_sent {
+            write!(f, ", sent {code}")?;
+        }
+        if let Some(code) = self.code_received {
+            write!(f, ", received {code}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_verdicts_follow_the_spec() {
+        let expected: Vec<_> = Outcome::ALL.iter().filter(|o| o.is_expected()).collect();
+        assert_eq!(expected, [&Outcome::Clean, &Outcome::PeerGone, &Outcome::Timeout]);
+    }
+
+    #[test]
+    fn labels_are_exact() {
+        let outcomes: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            outcomes,
+            ["clean", "peer_gone", "timeout", "protocol_error", "io_error", "internal_error"]
+        );
+        let causes: Vec<_> = Cause::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(causes, ["app", "shutdown", "keepalive", "lifetime", "peer", "transport"]);
+        let roles: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(roles, ["server", "client"]);
+    }
+
+    #[test]
+    fn close_code_labels() {
+        assert_eq!(CloseCode::NoStatus.as_str(), "no_status");
+        assert_eq!(CloseCode::Valid(1011).as_str(), "internal_error");
+        assert_eq!(CloseCode::Valid(4001).as_str(), "application");
+        assert_eq!(CloseCode::Invalid(Some(1005)).as_str(), "invalid");
+        assert_eq!(CloseCode::Invalid(None).code(), None);
+        assert_eq!(CloseCode::Valid(1000).to_string(), "1000 (normal_closure)");
+    }
+}

@@ -1,0 +1,86 @@
+//! What the close logic needs from a WebSocket implementation.
+//!
+//! The close logic in `conn.rs` is written once against [`Transport`]; each supported library
+//! (tokio-tungstenite here, axum behind its feature) is one small impl of it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::classify::{Verdict, classify_ws};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A WebSocket connection this crate can wrap: tokio-tungstenite's [`WebSocketStream`]
+/// (and axum's `WebSocket` with the `axum` feature).
+///
+/// This trait is sealed; its methods are an implementation detail.
+pub trait Transport:
+    sealed::Sealed
+    + Stream<Item = Result<Self::Message, Self::WsError>>
+    + Sink<Self::Message, Error = Self::WsError>
+    + Unpin
+    + Send
+    + 'static
+{
+    /// The library's message type.
+    type Message: Send + 'static;
+    /// The library's error type.
+    type WsError: std::error::Error + Send + Sync + 'static;
+
+    /// The Close frame inside `msg`, if it is one: `Some(None)` for an empty Close frame.
+    #[doc(hidden)]
+    fn close_frame(msg: &Self::Message) -> Option<Option<(u16, &str)>>;
+
+    /// Builds a Close message (`None`: no status code).
+    #[doc(hidden)]
+    fn close_message(frame: Option<(u16, &str)>) -> Self::Message;
+
+    /// What `err` means for the connection.
+    #[doc(hidden)]
+    fn verdict(err: &Self::WsError) -> Verdict;
+
+    /// Shuts the underlying byte stream down (TCP FIN), where the library gives access to it.
+    #[doc(hidden)]
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<S> sealed::Sealed for WebSocketStream<S> {}
+
+impl<S> Transport for WebSocketStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Message = Message;
+    type WsError = WsError;
+
+    fn close_frame(msg: &Message) -> Option<Option<(u16, &str)>> {
+        match msg {
+            Message::Close(frame) => Some(frame.as_ref().map(|f| (u16::from(f.code), f.reason.as_str()))),
+            _ => None,
+        }
+    }
+
+    fn close_message(frame: Option<(u16, &str)>) -> Message {
+        Message::Close(frame.map(|(code, reason)| CloseFrame {
+            code: code.into(),
+            reason: reason.to_owned().into(),
+        }))
+    }
+
+    fn verdict(err: &WsError) -> Verdict {
+        classify_ws(err)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut()).poll_shutdown(cx)
+    }
+}
