@@ -20,13 +20,21 @@ use crate::{Cause, CloseCode, Outcome};
 pub enum Verdict {
     /// The connection is over: it ends with `outcome`, started by `cause`. When `reply` is set,
     /// a Close frame with that code is sent (best effort) before the transport is shut down.
-    Fatal { outcome: Outcome, cause: Cause, reply: Option<u16> },
+    Fatal {
+        outcome: Outcome,
+        cause: Cause,
+        reply: Option<u16>,
+    },
     /// The operation failed but the connection goes on (the caller gets its message back).
     Recoverable,
 }
 
 const fn fatal(outcome: Outcome, cause: Cause, reply: Option<u16>) -> Verdict {
-    Verdict::Fatal { outcome, cause, reply }
+    Verdict::Fatal {
+        outcome,
+        cause,
+        reply,
+    }
 }
 
 /// Classifies an I/O error kind.
@@ -110,21 +118,45 @@ mod tests {
         let rows: Vec<(WsError, Verdict)> = vec![
             (WsError::ConnectionClosed, fatal(Clean, Transport, None)),
             (WsError::AlreadyClosed, fatal(InternalError, App, None)),
-            (io(io::ErrorKind::ConnectionReset), fatal(PeerGone, Transport, None)),
             (
-                WsError::Capacity(CapacityError::MessageTooLong { size: 2, max_size: 1 }),
+                io(io::ErrorKind::ConnectionReset),
+                fatal(PeerGone, Transport, None),
+            ),
+            (
+                WsError::Capacity(CapacityError::MessageTooLong {
+                    size: 2,
+                    max_size: 1,
+                }),
                 fatal(ProtocolError, Peer, Some(1009)),
             ),
             (
                 WsError::Protocol(P::ResetWithoutClosingHandshake),
                 fatal(PeerGone, Transport, None),
             ),
-            (WsError::WriteBufferFull(Box::new(Message::text("x"))), Verdict::Recoverable),
-            (WsError::Utf8("bad".into()), fatal(ProtocolError, Peer, Some(1007))),
-            (WsError::AttackAttempt, fatal(ProtocolError, Peer, Some(1008))),
-            (WsError::Url(UrlError::EmptyHostName), fatal(InternalError, App, None)),
-            (WsError::Http(Box::new(resp)), fatal(ProtocolError, Peer, None)),
-            (WsError::HttpFormat(http_format), fatal(ProtocolError, Peer, None)),
+            (
+                WsError::WriteBufferFull(Box::new(Message::text("x"))),
+                Verdict::Recoverable,
+            ),
+            (
+                WsError::Utf8("bad".into()),
+                fatal(ProtocolError, Peer, Some(1007)),
+            ),
+            (
+                WsError::AttackAttempt,
+                fatal(ProtocolError, Peer, Some(1008)),
+            ),
+            (
+                WsError::Url(UrlError::EmptyHostName),
+                fatal(InternalError, App, None),
+            ),
+            (
+                WsError::Http(Box::new(resp)),
+                fatal(ProtocolError, Peer, None),
+            ),
+            (
+                WsError::HttpFormat(http_format),
+                fatal(ProtocolError, Peer, None),
+            ),
         ];
         for (err, want) in rows {
             assert_eq!(classify_ws(&err), want, "{err:?}");
@@ -136,23 +168,53 @@ mod tests {
         use Cause::*;
         use Outcome::*;
         let rows = [
-            (P::ResetWithoutClosingHandshake, fatal(PeerGone, Transport, None)),
+            (
+                P::ResetWithoutClosingHandshake,
+                fatal(PeerGone, Transport, None),
+            ),
             (P::SendAfterClosing, fatal(InternalError, App, None)),
             (P::ReceivedAfterClosing, fatal(ProtocolError, Peer, None)),
-            (P::NonZeroReservedBits, fatal(ProtocolError, Peer, Some(1002))),
-            (P::UnmaskedFrameFromClient, fatal(ProtocolError, Peer, Some(1002))),
-            (P::MaskedFrameFromServer, fatal(ProtocolError, Peer, Some(1002))),
-            (P::FragmentedControlFrame, fatal(ProtocolError, Peer, Some(1002))),
-            (P::ControlFrameTooBig, fatal(ProtocolError, Peer, Some(1002))),
-            (P::UnknownControlFrameType(11), fatal(ProtocolError, Peer, Some(1002))),
-            (P::UnknownDataFrameType(3), fatal(ProtocolError, Peer, Some(1002))),
-            (P::UnexpectedContinueFrame, fatal(ProtocolError, Peer, Some(1002))),
+            (
+                P::NonZeroReservedBits,
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (
+                P::UnmaskedFrameFromClient,
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (
+                P::MaskedFrameFromServer,
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (
+                P::FragmentedControlFrame,
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (
+                P::ControlFrameTooBig,
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (
+                P::UnknownControlFrameType(11),
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (
+                P::UnknownDataFrameType(3),
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
+            (
+                P::UnexpectedContinueFrame,
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
             (
                 P::ExpectedFragment(Data::Text),
                 fatal(ProtocolError, Peer, Some(1002)),
             ),
             (P::InvalidOpcode(3), fatal(ProtocolError, Peer, Some(1002))),
-            (P::InvalidCloseSequence, fatal(ProtocolError, Peer, Some(1002))),
+            (
+                P::InvalidCloseSequence,
+                fatal(ProtocolError, Peer, Some(1002)),
+            ),
         ];
         for (p, want) in rows {
             assert_eq!(classify_ws(&WsError::Protocol(p.clone())), want, "{p:?}");
@@ -183,14 +245,35 @@ mod tests {
     #[test]
     fn received_codes() {
         assert_eq!(received_code(None, true), CloseCode::NoStatus);
-        assert_eq!(received_code(Some((1000, "")), true), CloseCode::Valid(1000));
-        assert_eq!(received_code(Some((1011, "oops")), true), CloseCode::Valid(1011));
-        assert_eq!(received_code(Some((4001, "")), false), CloseCode::Valid(4001));
-        assert_eq!(received_code(Some((1002, SUBSTITUTED_REASON)), true), CloseCode::Invalid(None));
-        assert_eq!(received_code(Some((1002, SUBSTITUTED_REASON)), false), CloseCode::Valid(1002));
-        assert_eq!(received_code(Some((1002, "bad frame")), true), CloseCode::Valid(1002));
+        assert_eq!(
+            received_code(Some((1000, "")), true),
+            CloseCode::Valid(1000)
+        );
+        assert_eq!(
+            received_code(Some((1011, "oops")), true),
+            CloseCode::Valid(1011)
+        );
+        assert_eq!(
+            received_code(Some((4001, "")), false),
+            CloseCode::Valid(4001)
+        );
+        assert_eq!(
+            received_code(Some((1002, SUBSTITUTED_REASON)), true),
+            CloseCode::Invalid(None)
+        );
+        assert_eq!(
+            received_code(Some((1002, SUBSTITUTED_REASON)), false),
+            CloseCode::Valid(1002)
+        );
+        assert_eq!(
+            received_code(Some((1002, "bad frame")), true),
+            CloseCode::Valid(1002)
+        );
         for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
-            assert_eq!(received_code(Some((code, "")), false), CloseCode::Invalid(Some(code)));
+            assert_eq!(
+                received_code(Some((code, "")), false),
+                CloseCode::Invalid(Some(code))
+            );
         }
     }
 }

@@ -126,7 +126,9 @@ mod tests {
 
     #[test]
     fn outgoing_codes_follow_rfc_6455() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+        ] {
             assert_eq!(check_outgoing(code), Ok(()), "{code}");
         }
         for code in [3000, 3999, 4000, 4999] {

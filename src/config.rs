@@ -30,7 +30,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { close_timeout: Config::DEFAULT_CLOSE_TIMEOUT, peer_addr: None }
+        Config {
+            close_timeout: Config::DEFAULT_CLOSE_TIMEOUT,
+            peer_addr: None,
+        }
     }
 }
 

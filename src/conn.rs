@@ -62,7 +62,12 @@ fn phase_state(phase: u8) -> State {
     match phase {
         OPEN => State::Open,
         CLOSED => State::Closed,
-        n => State::Closing(Cause::ALL.get(usize::from(n) - 1).copied().unwrap_or(Cause::App)),
+        n => State::Closing(
+            Cause::ALL
+                .get(usize::from(n) - 1)
+                .copied()
+                .unwrap_or(Cause::App),
+        ),
     }
 }
 
@@ -83,7 +88,14 @@ struct Plan {
 
 impl Plan {
     fn close(cause: Cause, frame: OutFrame) -> Self {
-        Plan { cause, send: Some(frame), reply: None, received: None, preset: None, drain: true }
+        Plan {
+            cause,
+            send: Some(frame),
+            reply: None,
+            received: None,
+            preset: None,
+            drain: true,
+        }
     }
 
     fn peer_closed(frame: Option<(u16, &str)>) -> Self {
@@ -199,14 +211,21 @@ impl<T: Transport> Shared<T> {
     fn on_error(self: &Arc<Self>, slot: &mut Slot<'_, T>, err: T::WsError) -> Error {
         match T::verdict(&err) {
             Verdict::Recoverable => Error::new(Kind::Rejected).with_source(err),
-            Verdict::Fatal { outcome, cause, reply } => {
+            Verdict::Fatal {
+                outcome,
+                cause,
+                reply,
+            } => {
                 self.begin(slot, Plan::failed(outcome, cause, reply, err.to_string()));
                 Error::new(Kind::Ended { outcome }).with_source(err)
             }
         }
     }
 
-    fn poll_next(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T::Message, Error>>> {
+    fn poll_next(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<T::Message, Error>>> {
         let mut slot = self.gate.lock();
         let Some(io) = slot.as_mut() else {
             drop(slot);
@@ -254,7 +273,11 @@ impl<T: Transport> Shared<T> {
         }
     }
 
-    fn start_send(self: &Arc<Self>, msg: T::Message, close_requested: &mut bool) -> Result<(), Error> {
+    fn start_send(
+        self: &Arc<Self>,
+        msg: T::Message,
+        close_requested: &mut bool,
+    ) -> Result<(), Error> {
         if let Some(frame) = T::close_frame(&msg) {
             // A Close message written to the sink is a close request like any other.
             let frame = validate(frame)?;
@@ -295,7 +318,11 @@ impl<T: Transport> Shared<T> {
         }
     }
 
-    fn poll_close(self: &Arc<Self>, cx: &mut Context<'_>, close_requested: &mut bool) -> Poll<Result<(), Error>> {
+    fn poll_close(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        close_requested: &mut bool,
+    ) -> Poll<Result<(), Error>> {
         if !*close_requested {
             *close_requested = true;
             self.request_close(Cause::App, Some((1000, String::new())));
@@ -310,7 +337,10 @@ fn validate(frame: Option<(u16, &str)>) -> Result<OutFrame, Error> {
         None => Ok(None),
         Some((code, reason)) => {
             check_outgoing(code).map_err(|why| Error::new(Kind::InvalidCloseCode { code, why }))?;
-            Ok(Some((code, truncate_utf8(reason, MAX_REASON_BYTES).to_owned())))
+            Ok(Some((
+                code,
+                truncate_utf8(reason, MAX_REASON_BYTES).to_owned(),
+            )))
         }
     }
 }
@@ -345,7 +375,10 @@ impl<T: Transport> Closer<T> {
         let invalid = matches!(code_received, Some(CloseCode::Invalid(_)));
         let (preset, error) = match &plan.preset {
             Some((o, e)) => (Some(*o), Some(e.clone())),
-            None if invalid => (Some(Outcome::ProtocolError), Some("invalid close code received".into())),
+            None if invalid => (
+                Some(Outcome::ProtocolError),
+                Some("invalid close code received".into()),
+            ),
             None => (None, None),
         };
         Closer {
@@ -373,7 +406,8 @@ impl<T: Transport> Closer<T> {
             Ok(Err(outcome)) => Some(outcome),
             Err(_elapsed) if self.handshake_done => None,
             Err(_elapsed) => {
-                self.error.get_or_insert_with(|| "close deadline passed".into());
+                self.error
+                    .get_or_insert_with(|| "close deadline passed".into());
                 Some(Outcome::Timeout)
             }
         };
@@ -395,7 +429,9 @@ impl<T: Transport> Closer<T> {
             // The peer closed first; tungstenite queued the echo. Put it on the wire now rather
             // than on some later write.
             self.close_attempted = true;
-            poll_fn(|cx| Pin::new(&mut io.t).poll_flush(cx)).await.map_err(|e| self.fail(e))?;
+            poll_fn(|cx| Pin::new(&mut io.t).poll_flush(cx))
+                .await
+                .map_err(|e| self.fail(e))?;
             io.pending = 0;
             self.pending = 0;
             self.code_sent = Some(reply);
@@ -425,7 +461,8 @@ impl<T: Transport> Closer<T> {
                             let code = received_code(frame, false);
                             if matches!(code, CloseCode::Invalid(_)) {
                                 self.preset.get_or_insert(Outcome::ProtocolError);
-                                self.error.get_or_insert_with(|| "invalid close code received".into());
+                                self.error
+                                    .get_or_insert_with(|| "invalid close code received".into());
                             }
                             self.code_received = Some(code);
                             self.reason_received = Some(sanitize_reason(frame.map_or("", |f| f.1)));
@@ -439,7 +476,8 @@ impl<T: Transport> Closer<T> {
                 Some(Err(_)) | None if self.handshake_done => return Ok(()),
                 Some(Err(e)) => return Err(self.fail(e)),
                 None => {
-                    self.error.get_or_insert_with(|| "transport ended before the peer's Close".into());
+                    self.error
+                        .get_or_insert_with(|| "transport ended before the peer's Close".into());
                     return Err(Outcome::PeerGone);
                 }
             }
@@ -475,11 +513,16 @@ impl<T: Transport> Closer<T> {
             connection_duration: now - self.shared.opened_at,
             messages_dropped: self.pending,
         };
-        let state_before = if self.close_attempted { State::Closing(self.cause) } else { State::Open };
+        let state_before = if self.close_attempted {
+            State::Closing(self.cause)
+        } else {
+            State::Open
+        };
         if let Some(error) = &self.error {
             tracing::debug!(target: "wsclose", parent: &self.shared.span, error = %error, "close detail");
         }
-        self.shared.finish(report, state_before, self.close_attempted);
+        self.shared
+            .finish(report, state_before, self.close_attempted);
     }
 }
 
@@ -498,7 +541,10 @@ struct Owner<T: Transport>(Arc<Shared<T>>);
 
 impl<T: Transport> Drop for Owner<T> {
     fn drop(&mut self) {
-        self.0.begin(&mut self.0.gate.lock(), Plan::close(Cause::App, Some((1001, String::new()))));
+        self.0.begin(
+            &mut self.0.gate.lock(),
+            Plan::close(Cause::App, Some((1001, String::new()))),
+        );
     }
 }
 
@@ -707,7 +753,10 @@ impl<T: Transport> WebSocket<T> {
             writer: AtomicWaker::new(),
             done: Notify::new(),
         });
-        WebSocket { owner: Arc::new(Owner(shared)), close_requested: false }
+        WebSocket {
+            owner: Arc::new(Owner(shared)),
+            close_requested: false,
+        }
     }
 
     fn shared(&self) -> &Arc<Shared<T>> {
@@ -716,7 +765,9 @@ impl<T: Transport> WebSocket<T> {
 
     /// A cloneable handle for closing and watching this connection from other tasks.
     pub fn handle(&self) -> Handle {
-        Handle { ctl: self.shared().clone() }
+        Handle {
+            ctl: self.shared().clone(),
+        }
     }
 
     /// Splits into a sending and a receiving half, each usable from its own task. The
@@ -725,7 +776,10 @@ impl<T: Transport> WebSocket<T> {
     pub fn split(self) -> (Sender<T>, Receiver<T>) {
         let owner = self.owner;
         (
-            Sender { owner: owner.clone(), close_requested: self.close_requested },
+            Sender {
+                owner: owner.clone(),
+                close_requested: self.close_requested,
+            },
             Receiver { owner },
         )
     }
@@ -797,14 +851,18 @@ pub struct Sender<T: Transport> {
 
 impl<T: Transport> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("id", &self.owner.0.id).finish()
+        f.debug_struct("Sender")
+            .field("id", &self.owner.0.id)
+            .finish()
     }
 }
 
 impl<T: Transport> Sender<T> {
     /// A cloneable handle for closing and watching the connection.
     pub fn handle(&self) -> Handle {
-        Handle { ctl: self.owner.0.clone() }
+        Handle {
+            ctl: self.owner.0.clone(),
+        }
     }
 }
 
@@ -837,14 +895,18 @@ pub struct Receiver<T: Transport> {
 
 impl<T: Transport> std::fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver").field("id", &self.owner.0.id).finish()
+        f.debug_struct("Receiver")
+            .field("id", &self.owner.0.id)
+            .finish()
     }
 }
 
 impl<T: Transport> Receiver<T> {
     /// A cloneable handle for closing and watching the connection.
     pub fn handle(&self) -> Handle {
-        Handle { ctl: self.owner.0.clone() }
+        Handle {
+            ctl: self.owner.0.clone(),
+        }
     }
 }
 

@@ -30,7 +30,10 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) enum Kind {
     /// A send on a connection that is closing or closed.
-    Closed { state: State, report: Option<Arc<CloseReport>> },
+    Closed {
+        state: State,
+        report: Option<Arc<CloseReport>>,
+    },
     /// An outgoing close code the protocol forbids.
     InvalidCloseCode { code: u16, why: &'static str },
     /// The connection ended with an error while it was in use.
@@ -43,7 +46,9 @@ pub(crate) enum Kind {
 
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
-        Error { inner: Box::new(Inner { kind, source: None }) }
+        Error {
+            inner: Box::new(Inner { kind, source: None }),
+        }
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
@@ -56,7 +61,10 @@ impl Error {
     }
 
     pub(crate) fn config(what: &'static str, why: impl Into<String>) -> Self {
-        Error::new(Kind::Config { what, why: why.into() })
+        Error::new(Kind::Config {
+            what,
+            why: why.into(),
+        })
     }
 
     /// The connection is closing or closed: a send was refused (nothing was sent, nothing
@@ -90,7 +98,9 @@ impl Error {
     pub fn outcome(&self) -> Option<Outcome> {
         match &self.inner.kind {
             Kind::Ended { outcome } => Some(*outcome),
-            Kind::Closed { report: Some(r), .. } => Some(r.outcome),
+            Kind::Closed {
+                report: Some(r), ..
+            } => Some(r.outcome),
             _ => None,
         }
     }
@@ -123,10 +133,16 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner.kind {
-            Kind::Closed { report: Some(report), .. } => {
+            Kind::Closed {
+                report: Some(report),
+                ..
+            } => {
                 write!(f, "send refused: the connection is closed ({report})")
             }
-            Kind::Closed { state, report: None } => {
+            Kind::Closed {
+                state,
+                report: None,
+            } => {
                 write!(f, "send refused: the connection is {state}")
             }
             Kind::InvalidCloseCode { code, why } => {
@@ -166,16 +182,29 @@ mod tests {
         let e = Error::closed(State::Closing(Cause::App), None);
         assert!(e.is_closed() && !e.is_invalid_close_code());
         assert_eq!(e.state(), Some(State::Closing(Cause::App)));
-        assert_eq!(e.to_string(), "send refused: the connection is closing(app)");
+        assert_eq!(
+            e.to_string(),
+            "send refused: the connection is closing(app)"
+        );
 
-        let e = Error::new(Kind::InvalidCloseCode { code: 1005, why: "reserved" });
+        let e = Error::new(Kind::InvalidCloseCode {
+            code: 1005,
+            why: "reserved",
+        });
         assert!(e.is_invalid_close_code());
         assert_eq!(e.close_code(), Some(1005));
 
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        let e = Error::new(Kind::Ended { outcome: Outcome::PeerGone }).with_source(io);
+        let e = Error::new(Kind::Ended {
+            outcome: Outcome::PeerGone,
+        })
+        .with_source(io);
         assert_eq!(e.outcome(), Some(Outcome::PeerGone));
-        let src = e.source().unwrap().downcast_ref::<std::io::Error>().unwrap();
+        let src = e
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .unwrap();
         assert_eq!(src.kind(), std::io::ErrorKind::ConnectionReset);
     }
 }

@@ -25,7 +25,11 @@ pub(crate) struct Gate<T, R> {
 
 impl<T, R: Clone> Gate<T, R> {
     pub(crate) fn new(io: T) -> Self {
-        Gate { slot: Mutex::new(Some(io)), phase: AtomicU8::new(OPEN), report: Mutex::new(None) }
+        Gate {
+            slot: Mutex::new(Some(io)),
+            phase: AtomicU8::new(OPEN),
+            report: Mutex::new(None),
+        }
     }
 
     /// Locks the slot. `None` inside means the close has begun.
@@ -61,6 +65,9 @@ impl<T, R: Clone> Gate<T, R> {
         if self.phase() != CLOSED {
             return None;
         }
-        self.report.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
 use crate::Error;
+use crate::telemetry::{
+    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names,
+};
 
 /// A [`PrometheusBuilder`] with explicit buckets for both wsclose histograms, so they render
 /// as Prometheus histograms (`_bucket` lines), not summaries. Add your own settings to it.
@@ -18,7 +20,10 @@ pub fn builder() -> Result<PrometheusBuilder, Error> {
         Error::config("prometheus buckets", e.to_string()).with_source(e)
     };
     PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(names::CLOSE_DURATION.into()), CLOSE_DURATION_BUCKETS)
+        .set_buckets_for_metric(
+            Matcher::Full(names::CLOSE_DURATION.into()),
+            CLOSE_DURATION_BUCKETS,
+        )
         .map_err(wrap)?
         .set_buckets_for_metric(
             Matcher::Full(names::CONNECTION_DURATION.into()),

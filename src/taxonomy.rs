@@ -205,7 +205,10 @@ mod tests {
     #[test]
     fn expected_verdicts_follow_the_spec() {
         let expected: Vec<_> = Outcome::ALL.iter().filter(|o| o.is_expected()).collect();
-        assert_eq!(expected, [&Outcome::Clean, &Outcome::PeerGone, &Outcome::Timeout]);
+        assert_eq!(
+            expected,
+            [&Outcome::Clean, &Outcome::PeerGone, &Outcome::Timeout]
+        );
     }
 
     #[test]
@@ -213,10 +216,27 @@ mod tests {
         let outcomes: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(
             outcomes,
-            ["clean", "peer_gone", "timeout", "protocol_error", "io_error", "internal_error"]
+            [
+                "clean",
+                "peer_gone",
+                "timeout",
+                "protocol_error",
+                "io_error",
+                "internal_error"
+            ]
         );
         let causes: Vec<_> = Cause::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(causes, ["app", "shutdown", "keepalive", "lifetime", "peer", "transport"]);
+        assert_eq!(
+            causes,
+            [
+                "app",
+                "shutdown",
+                "keepalive",
+                "lifetime",
+                "peer",
+                "transport"
+            ]
+        );
         let roles: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(roles, ["server", "client"]);
     }

@@ -4,7 +4,9 @@
 
 use std::sync::Once;
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use tracing::{Level, Span};
 
 use crate::{CloseCode, CloseReport, Role, State};
@@ -33,12 +35,14 @@ pub mod names {
 
 /// Histogram buckets (seconds) for `websocket_close_duration_seconds`: 0.5 ms to 10 s,
 /// including the default 5 s close deadline.
-pub const CLOSE_DURATION_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const CLOSE_DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Histogram buckets (seconds) for `websocket_connection_duration_seconds`: 10 ms to 1 h.
-pub const CONNECTION_DURATION_BUCKETS: &[f64] =
-    &[0.01, 0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+pub const CONNECTION_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 
 /// Registers HELP text and units for every series with the installed `metrics` recorder.
 ///
@@ -47,8 +51,16 @@ pub const CONNECTION_DURATION_BUCKETS: &[f64] =
 /// connection, for recorders installed before that.
 pub fn describe_metrics() {
     use names::*;
-    describe_gauge!(CONNECTIONS_ACTIVE, Unit::Count, "WebSocket connections currently open or closing.");
-    describe_counter!(CONNECTIONS_OPENED, Unit::Count, "WebSocket connections opened (wrapped).");
+    describe_gauge!(
+        CONNECTIONS_ACTIVE,
+        Unit::Count,
+        "WebSocket connections currently open or closing."
+    );
+    describe_counter!(
+        CONNECTIONS_OPENED,
+        Unit::Count,
+        "WebSocket connections opened (wrapped)."
+    );
     describe_counter!(
         CLOSES,
         Unit::Count,
@@ -123,7 +135,8 @@ pub(crate) fn on_end(end: &End<'_>) {
         }
     }
     if let Some(d) = r.close_duration {
-        histogram!(names::CLOSE_DURATION, "role" => role, "outcome" => outcome).record(d.as_secs_f64());
+        histogram!(names::CLOSE_DURATION, "role" => role, "outcome" => outcome)
+            .record(d.as_secs_f64());
     }
     histogram!(names::CONNECTION_DURATION, "role" => role, "outcome" => outcome)
         .record(r.connection_duration.as_secs_f64());

@@ -64,7 +64,11 @@ where
 
     fn close_frame(msg: &Message) -> Option<Option<(u16, &str)>> {
         match msg {
-            Message::Close(frame) => Some(frame.as_ref().map(|f| (u16::from(f.code), f.reason.as_str()))),
+            Message::Close(frame) => Some(
+                frame
+                    .as_ref()
+                    .map(|f| (u16::from(f.code), f.reason.as_str())),
+            ),
             _ => None,
         }
     }

@@ -1,0 +1,662 @@
+//! SPEC §3 close behaviour over real loopback sockets, in both roles, with exact outcomes,
+//! metrics and wire frames.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TtCode;
+use wsclose::{Cause, CloseCode, Config, Outcome, Role, State};
+
+use support::pairs::{BOTH, bounded, wrapped_and_raw, wrapped_and_tt};
+use support::raw::OP_TEXT;
+use support::recorder;
+
+const CLOSES: &str = "websocket_closes_total";
+const FRAMES: &str = "websocket_close_frames_total";
+
+fn r(role: Role) -> &'static str {
+    role.as_str()
+}
+
+/// Reads a tokio-tungstenite peer to its end, returning the Close frame it saw.
+async fn drain_tt(peer: &mut support::pairs::Tt) -> Option<CloseFrame> {
+    let mut close = None;
+    while let Some(msg) = bounded(peer.next()).await {
+        match msg {
+            Ok(Message::Close(f)) => close = f,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    close
+}
+
+#[tokio::test]
+async fn clean_close_started_by_us() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (ws, mut peer) = wrapped_and_tt(role, &Config::new()).await;
+        let peer_task = tokio::spawn(async move { drain_tt(&mut peer).await });
+        let report = bounded(ws.close(1000, "bye")).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
+        assert_eq!(report.cause, Cause::App);
+        assert_eq!(report.code_sent, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+        assert!(report.close_duration.is_some());
+        assert_eq!(ws.state(), State::Closed);
+        let seen = bounded(peer_task)
+            .await
+            .unwrap()
+            .expect("peer saw our Close");
+        assert_eq!((u16::from(seen.code), seen.reason.as_str()), (1000, "bye"));
+
+        let labels = [
+            ("role", r(role)),
+            ("cause", "app"),
+            ("outcome", "clean"),
+            ("expected", "true"),
+        ];
+        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        let sent = [
+            ("role", r(role)),
+            ("direction", "sent"),
+            ("code", "normal_closure"),
+        ];
+        let received = [
+            ("role", r(role)),
+            ("direction", "received"),
+            ("code", "normal_closure"),
+        ];
+        assert_eq!(m.counter(FRAMES, &sent), 1);
+        assert_eq!(m.counter(FRAMES, &received), 1);
+        let dur = [("role", r(role)), ("outcome", "clean")];
+        assert_eq!(
+            m.histogram("websocket_close_duration_seconds", &dur).len(),
+            1
+        );
+        assert_eq!(
+            m.histogram("websocket_connection_duration_seconds", &dur)
+                .len(),
+            1
+        );
+        assert_eq!(
+            m.gauge("websocket_connections_active", &[("role", r(role))]),
+            0.0
+        );
+        m.assert_balanced(r(role));
+    }
+}
+
+#[tokio::test]
+async fn clean_close_started_by_peer_is_answered_at_once() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (mut ws, mut peer) = wrapped_and_tt(role, &Config::new()).await;
+        let frame = CloseFrame {
+            code: TtCode::Away,
+            reason: "done".into(),
+        };
+        let started = Instant::now();
+        let peer_task = tokio::spawn(async move {
+            peer.close(Some(frame)).await.unwrap();
+            drain_tt(&mut peer).await
+        });
+        // The application reads the Close and then never polls again.
+        let msg = bounded(ws.next()).await.unwrap().unwrap();
+        assert!(matches!(msg, Message::Close(Some(ref f)) if u16::from(f.code) == 1001));
+        let reply = bounded(peer_task).await.unwrap().expect("peer got a reply");
+        assert_eq!(u16::from(reply.code), 1001, "tungstenite echoes the code");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the reply was not delayed"
+        );
+        let report = bounded(ws.handle().closed()).await;
+        assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
+        assert_eq!(report.cause, Cause::Peer);
+        assert_eq!(report.code_received, Some(CloseCode::Valid(1001)));
+        assert_eq!(report.code_sent, Some(CloseCode::Valid(1001)));
+        assert_eq!(report.reason_received.as_deref(), Some("done"));
+        assert!(
+            bounded(ws.next()).await.is_none(),
+            "stream ends after the close"
+        );
+        let labels = [
+            ("role", r(role)),
+            ("cause", "peer"),
+            ("outcome", "clean"),
+            ("expected", "true"),
+        ];
+        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        m.assert_balanced(r(role));
+    }
+}
+
+#[tokio::test]
+async fn simultaneous_close_sends_one_frame_each_way() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        // Both sides send Close before reading the other's.
+        raw.send_close(Some(1000), b"raw").await.unwrap();
+        let handle = ws.handle();
+        handle.start_close(1000, "wrapped").unwrap();
+        let first = raw
+            .read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        if role == Role::Client {
+            // The server side (raw) closes TCP after the handshake.
+            raw.shutdown_write().await.unwrap();
+        }
+        let report = bounded(handle.closed()).await;
+        let mut frames = vec![first];
+        frames.extend(
+            raw.read_all_until_eof(Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+        let closes: Vec<_> = frames.iter().filter(|f| f.is_close()).collect();
+        assert_eq!(closes.len(), 1, "{role}: {frames:?}");
+        assert_eq!(closes[0].close_code(), Some(1000));
+        assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
+        assert_eq!(report.cause, Cause::App);
+        assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.reason_received.as_deref(), Some("raw"));
+        assert!(
+            report.close_duration.unwrap() < Duration::from_secs(1),
+            "{report:?}"
+        );
+        m.assert_balanced(r(role));
+    }
+}
+
+#[tokio::test]
+async fn silent_peer_times_out_at_the_deadline() {
+    let deadline = Duration::from_millis(300);
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let config = Config::new().with_close_timeout(deadline).unwrap();
+        let (ws, mut raw) = wrapped_and_raw(role, &config).await;
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let started = Instant::now();
+        let report = bounded(ws.close(1000, "")).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(report.outcome, Outcome::Timeout, "{role}: {report:?}");
+        assert_eq!(report.cause, Cause::App);
+        assert_eq!(report.code_sent, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.code_received, None);
+        assert!(
+            took >= deadline && took < deadline + Duration::from_millis(250),
+            "{took:?}"
+        );
+        // The transport was terminated: the silent peer sees our Close, then EOF.
+        let frames = raw
+            .read_all_until_eof(Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(frames.iter().filter(|f| f.is_close()).count(), 1);
+        assert_eq!(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            tasks
+        );
+        let labels = [
+            ("role", r(role)),
+            ("cause", "app"),
+            ("outcome", "timeout"),
+            ("expected", "true"),
+        ];
+        assert_eq!(m.counter(CLOSES, &labels), 1);
+        let dur = [("role", r(role)), ("outcome", "timeout")];
+        assert_eq!(
+            m.histogram("websocket_close_duration_seconds", &dur).len(),
+            1
+        );
+        m.assert_balanced(r(role));
+    }
+}
+
+#[tokio::test]
+async fn peer_reset_mid_close_is_peer_gone() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let handle = ws.handle();
+        handle.start_close(1000, "").unwrap();
+        let frame = raw
+            .read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.close_code(), Some(1000));
+        raw.reset();
+        let report = bounded(handle.closed()).await;
+        assert_eq!(report.outcome, Outcome::PeerGone, "{role}: {report:?}");
+        assert_eq!(report.cause, Cause::App);
+        assert_eq!(report.code_received, None);
+        let labels = [
+            ("role", r(role)),
+            ("cause", "app"),
+            ("outcome", "peer_gone"),
+            ("expected", "true"),
+        ];
+        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        m.assert_balanced(r(role));
+    }
+}
+
+#[tokio::test]
+async fn peer_eof_without_close_is_transport_peer_gone() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        raw.shutdown_write().await.unwrap();
+        let err = bounded(ws.next()).await.unwrap().unwrap_err();
+        assert!(err.is_connection_error(), "{err}");
+        assert_eq!(err.outcome(), Some(Outcome::PeerGone));
+        assert!(bounded(ws.next()).await.is_none());
+        let report = ws.report().unwrap();
+        assert_eq!(report.outcome, Outcome::PeerGone);
+        assert_eq!(report.cause, Cause::Transport);
+        assert_eq!(
+            (
+                report.code_sent,
+                report.code_received,
+                report.close_duration
+            ),
+            (None, None, None)
+        );
+        let labels = [
+            ("role", r(role)),
+            ("cause", "transport"),
+            ("outcome", "peer_gone"),
+            ("expected", "true"),
+        ];
+        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        assert_eq!(m.counter_sum(FRAMES, &[]), 0);
+        assert_eq!(
+            m.histogram_count("websocket_close_duration_seconds", &[]),
+            0
+        );
+        m.assert_balanced(r(role));
+    }
+}
+
+#[tokio::test]
+async fn invalid_close_codes_from_the_peer_fail_with_1002() {
+    for role in BOTH {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            let (m, _g) = recorder::install();
+            let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+            raw.send_close(Some(code), b"").await.unwrap();
+            let msg = bounded(ws.next()).await.unwrap().unwrap();
+            assert!(msg.is_close());
+            let first = raw
+                .read_frame_timeout(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+            if role == Role::Client {
+                raw.shutdown_write().await.unwrap();
+            }
+            let report = bounded(ws.handle().closed()).await;
+            assert_eq!(
+                report.outcome,
+                Outcome::ProtocolError,
+                "{role} {code}: {report:?}"
+            );
+            assert_eq!(report.cause, Cause::Peer);
+            assert_eq!(report.code_received, Some(CloseCode::Invalid(None)));
+            assert_eq!(report.code_sent, Some(CloseCode::Valid(1002)));
+            assert!(
+                report.close_duration.unwrap() < Duration::from_secs(1),
+                "{report:?}"
+            );
+            let mut frames = vec![first];
+            frames.extend(
+                raw.read_all_until_eof(Duration::from_secs(5))
+                    .await
+                    .unwrap(),
+            );
+            let codes: Vec<_> = frames
+                .iter()
+                .filter(|f| f.is_close())
+                .map(|f| f.close_code())
+                .collect();
+            assert_eq!(codes, [Some(1002)], "{role} {code}");
+            let rx = [
+                ("role", r(role)),
+                ("direction", "received"),
+                ("code", "invalid"),
+            ];
+            let tx = [
+                ("role", r(role)),
+                ("direction", "sent"),
+                ("code", "protocol_error"),
+            ];
+            assert_eq!(
+                (m.counter(FRAMES, &rx), m.counter(FRAMES, &tx)),
+                (1, 1),
+                "{}",
+                m.dump()
+            );
+            let labels = [
+                ("role", r(role)),
+                ("cause", "peer"),
+                ("outcome", "protocol_error"),
+                ("expected", "false"),
+            ];
+            assert_eq!(m.counter(CLOSES, &labels), 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_code_in_the_peers_reply_keeps_its_value() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let handle = ws.handle();
+        handle.start_close(1000, "").unwrap();
+        let frame = raw
+            .read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(frame.is_close());
+        raw.send_close(Some(1005), b"").await.unwrap();
+        if role == Role::Client {
+            raw.shutdown_write().await.unwrap();
+        }
+        let report = bounded(handle.closed()).await;
+        assert_eq!(report.outcome, Outcome::ProtocolError, "{role}: {report:?}");
+        assert_eq!(report.cause, Cause::App);
+        assert_eq!(report.code_received, Some(CloseCode::Invalid(Some(1005))));
+        let rx = [
+            ("role", r(role)),
+            ("direction", "received"),
+            ("code", "invalid"),
+        ];
+        assert_eq!(m.counter(FRAMES, &rx), 1);
+    }
+}
+
+#[tokio::test]
+async fn valid_peer_codes_are_counted_under_their_code() {
+    for role in BOTH {
+        for (code, label) in [
+            (1011u16, "internal_error"),
+            (4001, "application"),
+            (3000, "library"),
+        ] {
+            let (m, _g) = recorder::install();
+            let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+            raw.send_close(Some(code), b"why").await.unwrap();
+            assert!(bounded(ws.next()).await.unwrap().unwrap().is_close());
+            if role == Role::Client {
+                // The raw server closes TCP once it has the reply.
+                let reply = raw
+                    .read_frame_timeout(Duration::from_secs(5))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(reply.close_code(), Some(code));
+                raw.shutdown_write().await.unwrap();
+            }
+            let report = bounded(ws.handle().closed()).await;
+            assert_eq!(report.outcome, Outcome::Clean, "{role} {code}: {report:?}");
+            assert_eq!(report.code_received, Some(CloseCode::Valid(code)));
+            let rx = [
+                ("role", r(role)),
+                ("direction", "received"),
+                ("code", label),
+            ];
+            assert_eq!(m.counter(FRAMES, &rx), 1, "{}", m.dump());
+        }
+    }
+}
+
+#[tokio::test]
+async fn long_reason_is_cut_at_a_char_boundary() {
+    for role in BOTH {
+        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let reason = "é".repeat(100); // 200 bytes, 2 bytes per char
+        let handle = ws.handle();
+        handle.start_close(4000, &reason).unwrap();
+        let frame = raw
+            .read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.close_code(), Some(4000));
+        let got = std::str::from_utf8(frame.close_reason()).expect("valid UTF-8 on the wire");
+        assert_eq!(got, "é".repeat(61));
+        assert_eq!(got.len(), 122);
+    }
+}
+
+#[tokio::test]
+async fn refused_codes_send_nothing_and_keep_the_connection() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            let err = ws.close(code, "x").await.unwrap_err();
+            assert!(err.is_invalid_close_code(), "{code}: {err}");
+            assert_eq!(err.close_code(), Some(code));
+            let close = Message::Close(Some(CloseFrame {
+                code: TtCode::from(code),
+                reason: "".into(),
+            }));
+            let err = ws.send(close).await.unwrap_err();
+            assert!(err.is_invalid_close_code(), "{code} via the sink: {err}");
+        }
+        assert_eq!(ws.state(), State::Open);
+        ws.send(Message::text("still open")).await.unwrap();
+        let frame = raw
+            .read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((frame.opcode, frame.text()), (OP_TEXT, Some("still open")));
+        assert_eq!(m.counter_sum(CLOSES, &[]) + m.counter_sum(FRAMES, &[]), 0);
+        assert_eq!(m.counter_sum("websocket_close_redundant_total", &[]), 0);
+        // Finish this connection before the next iteration's recorder is installed.
+        let handle = ws.handle();
+        drop((ws, raw));
+        bounded(handle.closed()).await;
+    }
+}
+
+#[tokio::test]
+async fn send_after_close_is_a_typed_error_counted_without_warning() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (logs, _lg) = support::logs::capture();
+        let (mut ws, peer) = wrapped_and_tt(role, &Config::new()).await;
+        let peer_task = tokio::spawn(async move {
+            let mut peer = peer;
+            drain_tt(&mut peer).await
+        });
+        let report = bounded(ws.close(1000, "")).await.unwrap();
+        bounded(peer_task).await.unwrap();
+        let err = ws.send(Message::text("late")).await.unwrap_err();
+        assert!(err.is_closed(), "{err}");
+        assert_eq!(err.state(), Some(State::Closed));
+        assert_eq!(err.report(), Some(&report));
+        assert_eq!(err.outcome(), Some(Outcome::Clean));
+        // Also while closing: start a close on a fresh connection and send at once.
+        let (mut ws2, _peer2) = wrapped_and_tt(role, &Config::new()).await;
+        ws2.handle().start_close(1000, "").unwrap();
+        let err = ws2.send(Message::text("racing")).await.unwrap_err();
+        assert!(err.is_closed());
+        assert_eq!(err.state(), Some(State::Closing(Cause::App)));
+        assert_eq!(
+            m.counter("websocket_send_after_close_total", &[("role", r(role))]),
+            2
+        );
+        assert!(
+            logs.at_level(tracing::Level::WARN).is_empty(),
+            "{:?}",
+            logs.records()
+        );
+        let refused = logs.with_message("send refused: connection closing or closed");
+        assert_eq!(refused.len(), 2);
+        assert!(
+            refused
+                .iter()
+                .all(|r| r.level == tracing::Level::DEBUG && r.target == "wsclose")
+        );
+    }
+}
+
+#[tokio::test]
+async fn redundant_closes_return_the_same_report_and_are_counted() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (mut ws, peer) = wrapped_and_tt(role, &Config::new()).await;
+        tokio::spawn(async move {
+            let mut peer = peer;
+            drain_tt(&mut peer).await
+        });
+        let handle = ws.handle();
+        let (a, b, c) = tokio::join!(
+            ws.close(1000, "a"),
+            handle.close(1001, "b"),
+            handle.close(4000, "c")
+        );
+        let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        // SinkExt::close after the end is a no-op too.
+        SinkExt::close(&mut ws).await.unwrap();
+        let again = ws.close(1000, "").await.unwrap();
+        assert_eq!(again, a);
+        assert_eq!(
+            m.counter("websocket_close_redundant_total", &[("role", r(role))]),
+            4
+        );
+        assert_eq!(m.counter_sum(FRAMES, &[("direction", "sent")]), 1);
+    }
+}
+
+#[tokio::test]
+async fn handshake_completes_when_nobody_reads() {
+    for role in BOTH {
+        let (ws, peer) = wrapped_and_tt(role, &Config::new()).await;
+        tokio::spawn(async move {
+            let mut peer = peer;
+            drain_tt(&mut peer).await
+        });
+        let (_tx, rx) = ws.split();
+        // The receiver is held but never polled again.
+        let report = bounded(rx.handle().close(1000, "")).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
+        assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+    }
+}
+
+#[tokio::test]
+async fn queued_messages_go_out_before_the_close_frame() {
+    for role in BOTH {
+        let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        for i in 0..10 {
+            ws.feed(Message::text(format!("m{i}"))).await.unwrap();
+        }
+        let handle = ws.handle();
+        handle.start_close(1000, "").unwrap();
+        let mut texts = Vec::new();
+        loop {
+            let f = raw
+                .read_frame_timeout(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+            if f.is_close() {
+                raw.send_close(f.close_code(), b"").await.unwrap();
+                break;
+            }
+            texts.push(f.text().unwrap().to_owned());
+        }
+        let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+        assert_eq!(texts, want);
+        if role == Role::Client {
+            raw.shutdown_write().await.unwrap();
+        }
+        let report = bounded(handle.closed()).await;
+        assert_eq!(
+            (report.outcome, report.messages_dropped),
+            (Outcome::Clean, 0),
+            "{report:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn undeliverable_messages_are_counted_as_dropped() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let config = Config::new()
+            .with_close_timeout(Duration::from_millis(300))
+            .unwrap();
+        let (mut ws, raw) = wrapped_and_raw(role, &config).await;
+        // The raw peer never reads: 20 MiB cannot all leave the machine's socket buffers.
+        let big = vec![7u8; 1 << 20];
+        for _ in 0..20 {
+            futures_util::Sink::start_send(
+                std::pin::Pin::new(&mut ws),
+                Message::binary(big.clone()),
+            )
+            .unwrap();
+        }
+        let report = bounded(ws.close(1000, "")).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Timeout, "{report:?}");
+        assert_eq!(report.messages_dropped, 20);
+        assert_eq!(report.code_sent, None, "the Close frame never got out");
+        assert_eq!(
+            m.counter("websocket_messages_dropped_total", &[("role", r(role))]),
+            20
+        );
+        drop(raw);
+    }
+}
+
+#[tokio::test]
+async fn dropping_every_handle_closes_with_going_away() {
+    for role in BOTH {
+        let (m, _g) = recorder::install();
+        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let handle = ws.handle();
+        drop(ws);
+        let frame = raw
+            .read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.close_code(), Some(1001));
+        raw.send_close(Some(1001), b"").await.unwrap();
+        if role == Role::Client {
+            raw.shutdown_write().await.unwrap();
+        }
+        let report = bounded(handle.closed()).await;
+        assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
+        assert_eq!(report.cause, Cause::App);
+        assert_eq!(report.code_sent, Some(CloseCode::Valid(1001)));
+        let sent = [
+            ("role", r(role)),
+            ("direction", "sent"),
+            ("code", "going_away"),
+        ];
+        assert_eq!(m.counter(FRAMES, &sent), 1);
+        m.assert_balanced(r(role));
+    }
+}
