@@ -31,6 +31,19 @@ pub mod names {
     pub const SEND_AFTER_CLOSE: &str = "websocket_send_after_close_total";
     /// Counter: accepted outbound messages never confirmed delivered (`role`).
     pub const MESSAGES_DROPPED: &str = "websocket_messages_dropped_total";
+
+    /// Every series name, in SPEC order.
+    pub const ALL: [&str; 9] = [
+        CONNECTIONS_ACTIVE,
+        CONNECTIONS_OPENED,
+        CLOSES,
+        CLOSE_DURATION,
+        CONNECTION_DURATION,
+        CLOSE_FRAMES,
+        CLOSE_REDUNDANT,
+        SEND_AFTER_CLOSE,
+        MESSAGES_DROPPED,
+    ];
 }
 
 /// Histogram buckets (seconds) for `websocket_close_duration_seconds`: 0.5 ms to 10 s,
@@ -105,6 +118,15 @@ pub(crate) fn on_open(role: Role) {
     let role = role.as_str();
     counter!(names::CONNECTIONS_OPENED, "role" => role).increment(1);
     gauge!(names::CONNECTIONS_ACTIVE, "role" => role).increment(1.0);
+    // Rare-event counters exist from the first connection on, at 0, so `increase()` and
+    // alerts see their first event rather than a series appearing out of nowhere.
+    for name in [
+        names::CLOSE_REDUNDANT,
+        names::SEND_AFTER_CLOSE,
+        names::MESSAGES_DROPPED,
+    ] {
+        counter!(name, "role" => role).increment(0);
+    }
 }
 
 /// Everything known about an end, for metrics and the end event.

@@ -1,0 +1,135 @@
+//! SPEC §6: one end event per connection at the right level with the listed fields, inside a
+//! per-connection span; peer reasons escaped; refused sends and redundant closes at DEBUG.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tracing::Level;
+use wsclose::{Config, Role};
+
+use support::logs;
+use support::pairs::{BOTH, bounded, wrapped_and_raw};
+
+const ENDED: &str = "websocket connection ended";
+
+#[tokio::test]
+async fn expected_end_is_one_debug_event_with_every_field() {
+    for role in BOTH {
+        let (logs, _g) = logs::capture();
+        let peer_addr = "127.0.0.1:4242".parse().unwrap();
+        let config = Config::new().with_peer_addr(peer_addr);
+        let (ws, mut raw) = wrapped_and_raw(role, &config).await;
+        let handle = ws.handle();
+        handle.start_close(1000, "bye").unwrap();
+        let f = raw
+            .read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(f.is_close());
+        raw.send_close(Some(1000), b"ok\nFAKE LOG LINE")
+            .await
+            .unwrap();
+        if role == Role::Client {
+            raw.shutdown_write().await.unwrap();
+        }
+        bounded(handle.closed()).await;
+
+        let ended = logs.with_message(ENDED);
+        assert_eq!(ended.len(), 1, "{:?}", logs.records());
+        let e = &ended[0];
+        assert_eq!((e.level, e.target.as_str()), (Level::DEBUG, "wsclose"));
+        let want = [
+            ("outcome", "clean"),
+            ("cause", "app"),
+            ("expected", "true"),
+            ("code_sent", "normal_closure"),
+            ("code_received", "normal_closure"),
+            ("code_received_value", "1000"),
+            ("reason", "ok\\nFAKE LOG LINE"),
+            ("state_before", "closing(app)"),
+            ("close_attempted", "true"),
+            ("messages_dropped", "0"),
+            ("span.name", "websocket"),
+            ("span.role", role.as_str()),
+            ("span.peer", "127.0.0.1:4242"),
+        ];
+        for (k, v) in want {
+            assert_eq!(e.field(k), Some(v), "field {k}: {e:?}");
+        }
+        let ms: u64 = e.field("duration_ms").unwrap().parse().unwrap();
+        assert!(ms < 5_000);
+        assert_eq!(
+            e.field("span.conn_id"),
+            Some(handle.id().to_string().as_str())
+        );
+        assert!(logs.at_level(Level::WARN).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn unexpected_end_is_a_warning_with_the_peers_invalid_code() {
+    for role in BOTH {
+        let (logs, _g) = logs::capture();
+        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let handle = ws.handle();
+        handle.start_close(1000, "").unwrap();
+        raw.read_frame_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        raw.send_close(Some(5000), b"\x1b[2J evil").await.unwrap();
+        if role == Role::Client {
+            raw.shutdown_write().await.unwrap();
+        }
+        bounded(handle.closed()).await;
+        let warns = logs.at_level(Level::WARN);
+        assert_eq!(warns.len(), 1, "{:?}", logs.records());
+        let e = &warns[0];
+        assert_eq!(e.field("message"), Some(ENDED));
+        assert_eq!(e.field("outcome"), Some("protocol_error"));
+        assert_eq!(e.field("expected"), Some("false"));
+        assert_eq!(e.field("code_received"), Some("invalid"));
+        assert_eq!(e.field("code_received_value"), Some("5000"));
+        assert_eq!(e.field("reason"), Some("\\u{1b}[2J evil"));
+    }
+}
+
+#[tokio::test]
+async fn peer_gone_is_debug_and_errors_are_not_logged_as_warnings() {
+    for role in BOTH {
+        let (logs, _g) = logs::capture();
+        let (mut ws, raw) = wrapped_and_raw(role, &Config::new()).await;
+        raw.reset();
+        let item = bounded(ws.next()).await.unwrap();
+        assert!(item.is_err());
+        assert!(bounded(ws.next()).await.is_none());
+        let ended = logs.with_message(ENDED);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].level, Level::DEBUG);
+        assert_eq!(ended[0].field("outcome"), Some("peer_gone"));
+        assert_eq!(ended[0].field("state_before"), Some("open"));
+        assert_eq!(ended[0].field("close_attempted"), Some("false"));
+        assert!(
+            logs.at_level(Level::WARN).is_empty(),
+            "{:?}",
+            logs.records()
+        );
+    }
+}
+
+#[tokio::test]
+async fn redundant_close_is_logged_at_debug() {
+    let (logs, _g) = logs::capture();
+    let (ws, raw) = wrapped_and_raw(Role::Server, &Config::new()).await;
+    drop(raw);
+    let first = bounded(ws.close(1000, "")).await.unwrap();
+    let second = bounded(ws.close(1000, "")).await.unwrap();
+    assert_eq!(first, second);
+    let redundant = logs.with_message("close requested on a connection already closing or closed");
+    assert_eq!(redundant.len(), 1);
+    assert_eq!(redundant[0].level, Level::DEBUG);
+    assert_eq!(redundant[0].field("state"), Some("closed"));
+}
