@@ -1,0 +1,226 @@
+// Checks what the types cannot: that the dashboard and the rules stick to the metric contract
+// (SPEC section 5) and to the dashboard conventions in docs/operations.md.
+//
+// usage: node lint.mjs [dashboard.json] [rules.yaml]
+// defaults: ../wsclose.json and ../rules.yaml, relative to this file. Exit status 1 on problems.
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultDashboard } from '@grafana/schema';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dashboardPath = resolve(process.argv[2] ?? resolve(here, '../wsclose.json'));
+const rulesPath = resolve(process.argv[3] ?? resolve(here, '../rules.yaml'));
+
+const problems = [];
+const problem = (where, msg) => problems.push(`${where}: ${msg}`);
+
+// --- the contract (SPEC section 5) -------------------------------------------------------
+const histogram = (labels) => ({ labels, histogram: true });
+const metric = (labels) => ({ labels, histogram: false });
+const METRICS = {
+  websocket_connections_active: metric(['role']),
+  websocket_connections_opened_total: metric(['role']),
+  websocket_closes_total: metric(['role', 'cause', 'outcome', 'expected']),
+  websocket_close_duration_seconds: histogram(['role', 'outcome']),
+  websocket_connection_duration_seconds: histogram(['role', 'outcome']),
+  websocket_close_frames_total: metric(['role', 'direction', 'code']),
+  websocket_close_redundant_total: metric(['role']),
+  websocket_send_after_close_total: metric(['role']),
+  websocket_messages_dropped_total: metric(['role']),
+};
+const LABEL_VALUES = {
+  role: ['server', 'client'],
+  outcome: ['clean', 'peer_gone', 'timeout', 'protocol_error', 'io_error', 'internal_error'],
+  cause: ['app', 'shutdown', 'keepalive', 'lifetime', 'peer', 'transport'],
+  expected: ['true', 'false'],
+  direction: ['sent', 'received'],
+  code: [
+    'normal_closure', 'going_away', 'protocol_error', 'unsupported_data', 'no_status',
+    'invalid_payload', 'policy_violation', 'message_too_big', 'mandatory_extension',
+    'internal_error', 'service_restart', 'try_again_later', 'bad_gateway', 'library',
+    'application', 'invalid',
+  ],
+};
+const CLOSE_BUCKETS = ['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '+Inf'];
+const SCRAPE_LABELS = ['job', 'instance'];
+
+/** Resolves a series name to [base metric, suffix], or null when it is not in the contract. */
+function contractMetric(name) {
+  if (METRICS[name] && !METRICS[name].histogram) return [name, ''];
+  for (const suffix of ['_bucket', '_count', '_sum']) {
+    const base = name.endsWith(suffix) ? name.slice(0, -suffix.length) : null;
+    if (base && METRICS[base]?.histogram) return [base, suffix];
+  }
+  return null;
+}
+
+/** Every `websocket_*` selector in a PromQL expression (recording-rule names excluded). */
+function selectors(expr) {
+  const out = [];
+  const re = /(?<![:\w])(websocket_[a-z_]+)(?![:\w])(\{([^}]*)\})?/g;
+  for (let m; (m = re.exec(expr)); ) {
+    const matchers = [];
+    for (const mm of (m[3] ?? '').matchAll(/([a-z_]+)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"/g)) {
+      matchers.push({ label: mm[1], op: mm[2], value: mm[3] });
+    }
+    out.push({ name: m[1], index: m.index, matchers, text: m[0] });
+  }
+  return out;
+}
+
+function checkSelectors(where, expr) {
+  // Label values anywhere in the expression, recorded series included.
+  for (const m of expr.matchAll(/(?<![\w])([a-z_]+)\s*=\s*"([^"]*)"/g)) {
+    if (LABEL_VALUES[m[1]] && !LABEL_VALUES[m[1]].includes(m[2])) {
+      problem(where, `${m[1]}="${m[2]}" is not a value of ${m[1]} (${LABEL_VALUES[m[1]].join(', ')})`);
+    }
+  }
+  for (const sel of selectors(expr)) {
+    const resolved = contractMetric(sel.name);
+    if (!resolved) {
+      problem(where, `${sel.name} is not a metric of SPEC section 5`);
+      continue;
+    }
+    const [base, suffix] = resolved;
+    const allowed = new Set([...METRICS[base].labels, ...SCRAPE_LABELS, ...(suffix === '_bucket' ? ['le'] : [])]);
+    for (const { label, op, value } of sel.matchers) {
+      if (!allowed.has(label)) problem(where, `${sel.name} has no label ${label}`);
+      if (label === 'le' && base === 'websocket_close_duration_seconds' && op === '=' && !CLOSE_BUCKETS.includes(value)) {
+        problem(where, `le="${value}" is not a close-duration bucket`);
+      }
+    }
+  }
+}
+
+// --- dashboard ----------------------------------------------------------------------------
+let dashboard;
+try {
+  dashboard = JSON.parse(readFileSync(dashboardPath, 'utf8'));
+} catch (err) {
+  console.error(`${dashboardPath}: ${err.message}`);
+  process.exit(1);
+}
+
+const expect = (where, cond, msg) => cond || problem(where, msg);
+expect('dashboard', dashboard.uid === 'wsclose-overview', 'uid must be "wsclose-overview"');
+expect('dashboard', dashboard.title === 'wsclose — WebSocket closes', 'title must be "wsclose — WebSocket closes"');
+expect(
+  'dashboard',
+  dashboard.schemaVersion === defaultDashboard.schemaVersion,
+  `schemaVersion ${dashboard.schemaVersion} is not the current one of @grafana/schema (${defaultDashboard.schemaVersion})`
+);
+expect(
+  'dashboard.__inputs',
+  (dashboard.__inputs ?? []).some((i) => i.name === 'DS_PROMETHEUS' && i.type === 'datasource' && i.pluginId === 'prometheus'),
+  'needs a DS_PROMETHEUS datasource input for the prometheus plugin'
+);
+
+const vars = Object.fromEntries((dashboard.templating?.list ?? []).map((v) => [v.name, v]));
+expect('templating', vars.datasource?.type === 'datasource' && vars.datasource?.query === 'prometheus', 'needs a "datasource" variable of type datasource (prometheus)');
+for (const name of ['job', 'instance', 'role']) {
+  const v = vars[name];
+  const q = typeof v?.query === 'string' ? v.query : v?.query?.query;
+  expect(`templating.${name}`, v?.type === 'query', 'must be a query variable');
+  expect(`templating.${name}`, v?.multi === true && v?.includeAll === true, 'must be multi-value with All');
+  expect(`templating.${name}`, v?.datasource?.uid === '${datasource}', 'must use the ${datasource} variable');
+  expect(
+    `templating.${name}`,
+    typeof q === 'string' && q.startsWith('label_values(websocket_connections_opened_total') && q.endsWith(`, ${name})`),
+    `query must be label_values(websocket_connections_opened_total..., ${name})`
+  );
+}
+
+const FILTER = '{job=~"$job", instance=~"$instance", role=~"$role"';
+const ids = new Set();
+const cells = new Map();
+const panels = dashboard.panels ?? [];
+for (const [i, panel] of panels.entries()) {
+  const where = `panel ${panel.id ?? `#${i}`} "${panel.title ?? ''}"`;
+  if (ids.has(panel.id)) problem(where, 'duplicate panel id');
+  ids.add(panel.id);
+  const g = panel.gridPos;
+  const whole = (n) => Number.isInteger(n) && n >= 0;
+  if (!g || ![g.x, g.y, g.w, g.h].every(whole) || g.w < 1 || g.h < 1 || g.x + g.w > 24) {
+    problem(where, 'gridPos must lie within the 24-column grid');
+  } else {
+    for (let x = g.x; x < g.x + g.w; x++) {
+      for (let y = g.y; y < g.y + g.h; y++) {
+        const key = `${x},${y}`;
+        if (cells.has(key)) problem(where, `overlaps ${cells.get(key)}`);
+        cells.set(key, where);
+      }
+    }
+  }
+  if (panel.type === 'row') continue;
+
+  expect(where, typeof panel.description === 'string' && panel.description.length >= 40, 'needs a description in plain words');
+  expect(where, panel.datasource?.uid === '${datasource}', 'datasource must be ${datasource}');
+  expect(where, Array.isArray(panel.targets) && panel.targets.length > 0, 'needs at least one query');
+  for (const t of panel.targets ?? []) {
+    const tw = `${where} query ${t.refId}`;
+    const expr = t.expr ?? '';
+    expect(tw, t.datasource?.uid === '${datasource}', 'datasource must be ${datasource}');
+    checkSelectors(tw, expr);
+    const sels = selectors(expr);
+    expect(tw, sels.length > 0, 'queries no wsclose metric');
+    for (const sel of sels) {
+      if (!sel.text.startsWith(`${sel.name}${FILTER}`)) {
+        problem(tw, `${sel.name} must be filtered with ${FILTER}}`);
+      }
+      // Every series is aggregated: sum by (...) (metric) or sum by (...) (rate(metric[...])).
+      const before = expr.slice(0, sel.index).replace(/(rate|increase)\($/, '');
+      if (!/sum by \([a-z_, ]+\) \($/.test(before)) {
+        problem(tw, `${sel.name} must be aggregated with sum by (...) so replicas add up`);
+      }
+    }
+    const windows = [...expr.matchAll(/\[([^\]]+)\]/g)].map((m) => m[1]);
+    for (const w of windows) if (w !== '$__rate_interval') problem(tw, `range [${w}] must be [$__rate_interval]`);
+    if (/histogram_quantile/.test(expr) && !/histogram_quantile\([0-9.]+, sum by \(le\) \(rate\(/.test(expr)) {
+      problem(tw, 'histogram_quantile must be over sum by (le) (rate(..._bucket[$__rate_interval]))');
+    }
+  }
+}
+
+const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ''));
+for (const name of Object.keys(METRICS)) {
+  const used = exprs.some((e) => selectors(e).some((s) => contractMetric(s.name)?.[0] === name));
+  expect('dashboard', used, `no panel shows ${name}`);
+}
+expect('dashboard', panels.some((p) => p.type === 'heatmap' && (p.targets ?? []).some((t) => /websocket_close_duration_seconds_bucket/.test(t.expr) && t.format === 'heatmap')), 'needs a heatmap of websocket_close_duration_seconds_bucket');
+
+// --- rules (text: every `expr:` block) ------------------------------------------------------
+const rulesText = readFileSync(rulesPath, 'utf8');
+const lines = rulesText.split('\n');
+for (let i = 0; i < lines.length; i++) {
+  const m = lines[i].match(/^(\s*)expr:\s*(\|)?\s*(.*)$/);
+  if (!m) continue;
+  let expr = m[3];
+  if (m[2]) {
+    expr = '';
+    for (let j = i + 1; j < lines.length && (lines[j].trim() === '' || lines[j].search(/\S/) > m[1].length); j++) expr += `${lines[j]}\n`;
+  }
+  // YAML block scalars keep backslashes; plain scalars used here have no escapes.
+  checkSelectors(`rules.yaml line ${i + 1}`, expr);
+}
+const rulesUsed = new Set(selectors(rulesText).map((s) => contractMetric(s.name)?.[0]).filter(Boolean));
+for (const name of ['websocket_closes_total', 'websocket_close_duration_seconds', 'websocket_send_after_close_total', 'websocket_messages_dropped_total']) {
+  expect('rules.yaml', rulesUsed.has(name), `no rule uses ${name}`);
+}
+for (const m of rulesText.matchAll(/^\s*- alert:\s*(\S+)/gm)) {
+  expect('rules.yaml', /^WebSocket[A-Z][A-Za-z]+$/.test(m[1]), `alert ${m[1]} must be CamelCase and start with WebSocket`);
+}
+for (const m of rulesText.matchAll(/^\s*severity:\s*(\S+)/gm)) {
+  expect('rules.yaml', ['critical', 'warning'].includes(m[1]), `severity ${m[1]} must be critical or warning`);
+}
+for (const m of rulesText.matchAll(/^\s*- record:\s*(\S+)/gm)) {
+  expect('rules.yaml', /^[a-z_]+:[a-z][a-z0-9_]*:[a-z0-9_]+$/.test(m[1]), `recording rule ${m[1]} must be named level:metric:operations`);
+}
+
+if (problems.length) {
+  for (const p of problems) console.error(p);
+  console.error(`${problems.length} problem(s)`);
+  process.exit(1);
+}
+const queries = exprs.length;
+console.log(`${panels.filter((p) => p.type !== 'row').length} panels, ${queries} queries, ${Object.keys(vars).length} variables: ok`);

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Checks the monitoring artifacts in dashboards/ and docs/runbook.md.
+#
+#   scripts/check-dashboards.sh
+#
+# Run from anywhere inside the repository; paths are resolved from the repository root.
+# Needs Node 20 + npm (and the npm registry) for the dashboard type check. Installs promtool and
+# amtool from Debian's `prometheus` / `prometheus-alertmanager` packages when they are missing
+# (as root, or through sudo). Prints one line per check, then `dashboards: N passed, M failed`,
+# and exits non-zero if any check failed. See docs/operations.md.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DASH=dashboards
+TYPECHECK=$DASH/typecheck
+RUNBOOK=docs/runbook.md
+
+passed=0
+failed=0
+failed_names=()
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# run_check NAME COMMAND...: runs COMMAND with its output captured; shows the output on failure.
+run_check() {
+  local name=$1
+  shift
+  if "$@" >"$work/out" 2>&1; then
+    passed=$((passed + 1))
+    printf 'ok    %s\n' "$name"
+  else
+    failed=$((failed + 1))
+    failed_names+=("$name")
+    printf 'FAIL  %s\n' "$name"
+    sed 's/^/      /' "$work/out"
+  fi
+}
+
+# --- tools ---------------------------------------------------------------------------------
+apt_install() {
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+      echo "need root (or sudo) to apt-get install $*" >&2
+      return 1
+    fi
+  fi
+  if [ -z "${apt_updated:-}" ]; then
+    "${sudo[@]}" apt-get update -qq
+    apt_updated=1
+  fi
+  # policy-rc.d in containers keeps the packaged services from starting; elsewhere they may.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (for promtool / amtool)"
+  apt_install "${missing[@]}" >"$work/apt.log" 2>&1 || {
+    cat "$work/apt.log" >&2
+    echo "dashboards: 0 passed, 1 failed"
+    exit 1
+  }
+fi
+for tool in promtool amtool node npm; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "$tool not found" >&2
+    echo "dashboards: 0 passed, 1 failed"
+    exit 1
+  fi
+done
+echo "promtool $(promtool --version 2>&1 | head -n1 | awk '{print $3}'), amtool $(amtool --version 2>&1 | head -n1 | awk '{print $3}'), node $(node --version), npm $(npm --version)"
+
+# --- Prometheus rules and config -----------------------------------------------------------
+run_check "promtool check rules $DASH/rules.yaml" promtool check rules "$DASH/rules.yaml"
+# check config resolves rule_files relative to prometheus.yml, so this loads rules.yaml too.
+run_check "promtool check config $DASH/prometheus.yml" promtool check config "$DASH/prometheus.yml"
+run_check "promtool test rules $DASH/rules_test.yaml" promtool test rules "$DASH/rules_test.yaml"
+
+# The unit tests must notice when a rule changes: each edit below must make them fail.
+rule_mutants() {
+  local dir=$work/mutants m n=0 escaped=()
+  mkdir -p "$dir"
+  cp "$DASH/rules_test.yaml" "$dir/"
+  local -a edits=(
+    's/ratio_rate5m > 0.05$/ratio_rate5m > 0.5/'                        # unexpected-ratio threshold
+    's/job_role:websocket_closes:rate5m > 0.1$/job_role:websocket_closes:rate5m > 0.01/' # traffic guard
+    's/for: 10m$/for: 5m/'                                              # a `for`
+    's/ratio_rate5m > 0.10$/ratio_rate5m > 0.3/'                        # timeout threshold
+    's/ratio_rate5m > 0.20$/ratio_rate5m > 0.4/'                        # slow-close threshold
+    's/le=~"1(\\\\.0)?"/le="1"/'                                        # Prometheus 3 le form
+    's/:rate5m > 1$/:rate5m > 5/'                                       # send-after-close rate
+    's/offset 10m/offset 1m/'                                           # new-series branch
+    's/severity: critical/severity: warning/'                           # a label
+  )
+  for m in "${edits[@]}"; do
+    n=$((n + 1))
+    sed "$m" "$DASH/rules.yaml" >"$dir/rules.yaml"
+    if cmp -s "$DASH/rules.yaml" "$dir/rules.yaml"; then
+      echo "edit $n ($m) changed nothing: update this list"
+      return 1
+    fi
+    if promtool test rules "$dir/rules_test.yaml" >"$dir/out" 2>&1; then
+      escaped+=("$m")
+    fi
+  done
+  if [ ${#escaped[@]} -gt 0 ]; then
+    printf 'rules_test.yaml still passes after: %s\n' "${escaped[@]}"
+    return 1
+  fi
+  echo "all $n edits caught"
+}
+run_check "rules tests fail when rules.yaml changes (9 edits)" rule_mutants
+
+run_check "amtool check-config $DASH/alertmanager.yml" amtool check-config "$DASH/alertmanager.yml"
+
+# --- runbook links -------------------------------------------------------------------------
+# GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
+runbook_anchors() {
+  sed -n 's/^#\{1,6\}[[:space:]]\{1,\}//p' "$1" |
+    tr '[:upper:]' '[:lower:]' |
+    sed -e 's/[^a-z0-9 _-]//g' -e 's/ /-/g'
+}
+
+# check_runbook_links RULES RUNBOOK
+check_runbook_links() {
+  local rules=$1 runbook=$2 bad=0 alert url anchor
+  runbook_anchors "$runbook" >"$work/anchors"
+  # Pair every alert with the runbook_url that follows it.
+  awk '
+    /^[[:space:]]*- alert:/ { if (alert != "") print alert, "-"; alert = $3; next }
+    /^[[:space:]]*runbook_url:/ { u = $2; gsub(/"/, "", u); print alert, u; alert = ""; next }
+    END { if (alert != "") print alert, "-" }
+  ' "$rules" >"$work/links"
+  if [ ! -s "$work/links" ]; then
+    echo "no alerts found in $rules"
+    return 1
+  fi
+  while read -r alert url; do
+    if [ "$url" = "-" ]; then
+      echo "$alert: no runbook_url"
+      bad=1
+      continue
+    fi
+    case $url in
+      https://github.com/wsclose/wsclose/blob/main/docs/runbook.md\#*) ;;
+      *)
+        echo "$alert: runbook_url $url does not point into docs/runbook.md"
+        bad=1
+        continue
+        ;;
+    esac
+    anchor=${url##*#}
+    if ! grep -qxF -- "$anchor" "$work/anchors"; then
+      echo "$alert: #$anchor is not a heading of $runbook"
+      bad=1
+    fi
+    if [ "$anchor" != "$(printf '%s' "$alert" | tr '[:upper:]' '[:lower:]')" ]; then
+      echo "$alert: anchor #$anchor should be the alert name in lower case"
+      bad=1
+    fi
+  done <"$work/links"
+  [ "$bad" -eq 0 ] && echo "$(wc -l <"$work/links") alerts link to their runbook section"
+}
+run_check "every runbook_url anchor is a heading of $RUNBOOK" check_runbook_links "$DASH/rules.yaml" "$RUNBOOK"
+
+runbook_link_mutant() {
+  sed 's/#websocketslowcloses"/#websocket-slow-closes"/' "$DASH/rules.yaml" >"$work/rules-broken-link.yaml"
+  if check_runbook_links "$work/rules-broken-link.yaml" "$RUNBOOK" >"$work/link-out" 2>&1; then
+    echo "a broken runbook anchor was not noticed"
+    return 1
+  fi
+  cat "$work/link-out"
+}
+run_check "the runbook link check catches a broken anchor" runbook_link_mutant
+
+# --- Grafana dashboard ---------------------------------------------------------------------
+npm_ci() { (cd "$TYPECHECK" && npm ci --no-audit --no-fund); }
+run_check "npm ci in $TYPECHECK" npm_ci
+
+tsc_bin=$TYPECHECK/node_modules/.bin/tsc
+typecheck() {
+  node "$TYPECHECK/gen.mjs" "$DASH/wsclose.json" "$TYPECHECK/generated/wsclose.ts" || return 1
+  "$tsc_bin" --noEmit -p "$TYPECHECK"
+}
+run_check "tsc: $DASH/wsclose.json against @grafana/schema types" typecheck
+
+# Copies the type-check project next to a malformed dashboard and expects tsc to reject it.
+# $1: what is wrong, $2: JavaScript that breaks `d` (the parsed dashboard)
+reject_malformed() {
+  local what=$1 breakit=$2 dir
+  dir=$(mktemp -d "$work/malformed.XXXXXX")
+  mkdir "$dir/typecheck"
+  cp "$TYPECHECK/check.ts" "$TYPECHECK/gen.mjs" "$TYPECHECK/tsconfig.json" "$dir/typecheck/"
+  ln -s "$PWD/$TYPECHECK/node_modules" "$dir/typecheck/node_modules"
+  node -e '
+    const fs = require("fs");
+    const [src, dst, breakit] = process.argv.slice(1);
+    const d = JSON.parse(fs.readFileSync(src, "utf8"));
+    new Function("d", breakit)(d);
+    fs.writeFileSync(dst, JSON.stringify(d, null, 2));
+  ' "$DASH/wsclose.json" "$dir/wsclose.json" "$breakit" || return 1
+  node "$dir/typecheck/gen.mjs" || return 1
+  if "$tsc_bin" --noEmit -p "$dir/typecheck" >"$dir/tsc.out" 2>&1; then
+    echo "tsc accepted a dashboard with $what"
+    return 1
+  fi
+  if ! grep -q 'error TS' "$dir/tsc.out"; then
+    cat "$dir/tsc.out"
+    return 1
+  fi
+  echo "rejected ($what): $(grep -m1 -o 'error TS[0-9]*' "$dir/tsc.out")"
+}
+first_panel='const p = d.panels.find((p) => p.type !== "row");'
+run_check "tsc rejects a panel whose gridPos is a string" \
+  reject_malformed "gridPos a string" "$first_panel p.gridPos = \"full width\";"
+run_check "tsc rejects a panel whose targets is a number" \
+  reject_malformed "targets a number" "$first_panel p.targets = 3;"
+run_check "tsc rejects an unknown colour mode" \
+  reject_malformed "color mode palete-classic" "$first_panel p.fieldConfig.defaults.color.mode = \"palete-classic\";"
+run_check "tsc rejects a misspelt panel key" \
+  reject_malformed "key descripton" "$first_panel p.descripton = p.description; delete p.description;"
+
+run_check "dashboard lint (filters, sum by, metric names, labels, layout)" \
+  node "$TYPECHECK/lint.mjs" "$DASH/wsclose.json" "$DASH/rules.yaml"
+
+lint_mutant() {
+  node -e '
+    const fs = require("fs");
+    const [src, dst] = process.argv.slice(1);
+    const d = JSON.parse(fs.readFileSync(src, "utf8"));
+    const t = d.panels.find((p) => p.type !== "row").targets[0];
+    t.expr = t.expr.replace(/, instance=~"\$instance"/, "");
+    fs.writeFileSync(dst, JSON.stringify(d, null, 2));
+  ' "$DASH/wsclose.json" "$work/lint-broken.json" || return 1
+  if node "$TYPECHECK/lint.mjs" "$work/lint-broken.json" "$DASH/rules.yaml" >"$work/lint-out" 2>&1; then
+    echo "the lint accepted a query without the instance filter"
+    return 1
+  fi
+  cat "$work/lint-out"
+}
+run_check "dashboard lint catches a query without the instance filter" lint_mutant
+
+# --- summary -------------------------------------------------------------------------------
+if [ "$failed" -gt 0 ]; then
+  printf 'failed: %s\n' "${failed_names[@]}"
+fi
+echo "dashboards: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
