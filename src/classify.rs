@@ -7,7 +7,6 @@ use std::io;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 
-use crate::code::is_valid_received;
 use crate::{Cause, CloseCode, Outcome};
 
 /// What an error means for the connection.
@@ -93,8 +92,7 @@ pub(crate) fn received_code(frame: Option<(u16, &str)>, may_be_substituted: bool
     match frame {
         None => CloseCode::NoStatus,
         Some((1002, SUBSTITUTED_REASON)) if may_be_substituted => CloseCode::Invalid(None),
-        Some((code, _)) if !is_valid_received(code) => CloseCode::Invalid(Some(code)),
-        Some((code, _)) => CloseCode::Valid(code),
+        Some((code, _)) => CloseCode::from_wire(Some(code)),
     }
 }
 

@@ -22,6 +22,23 @@ pub(crate) fn check_outgoing(code: u16) -> Result<(), &'static str> {
     }
 }
 
+/// Checks a close code before sending it: the same check `close` applies.
+///
+/// # Errors
+///
+/// A code the protocol forbids on the wire ([`Error::is_invalid_close_code`](crate::Error)):
+/// 0–999, 1004, 1005, 1006, 1015, 1016–2999 and 5000 and above.
+///
+/// ```
+/// assert!(wsclose::check_close_code(1000).is_ok());
+/// assert!(wsclose::check_close_code(4999).is_ok());
+/// assert!(wsclose::check_close_code(1005).unwrap_err().is_invalid_close_code());
+/// ```
+pub fn check_close_code(code: u16) -> Result<(), crate::Error> {
+    check_outgoing(code)
+        .map_err(|why| crate::Error::new(crate::error::Kind::InvalidCloseCode { code, why }))
+}
+
 /// Whether a code received from a peer is one the protocol allows on the wire.
 pub(crate) fn is_valid_received(code: u16) -> bool {
     check_outgoing(code).is_ok()

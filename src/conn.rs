@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
 use crate::classify::{Verdict, received_code};
-use crate::code::{MAX_REASON_BYTES, check_outgoing, sanitize_reason, truncate_utf8};
+use crate::code::{MAX_REASON_BYTES, check_close_code, sanitize_reason, truncate_utf8};
 use crate::error::Kind;
 use crate::gate::{CLOSED, Gate, OPEN};
 use crate::telemetry;
@@ -336,7 +336,7 @@ fn validate(frame: Option<(u16, &str)>) -> Result<OutFrame, Error> {
     match frame {
         None => Ok(None),
         Some((code, reason)) => {
-            check_outgoing(code).map_err(|why| Error::new(Kind::InvalidCloseCode { code, why }))?;
+            check_close_code(code)?;
             Ok(Some((
                 code,
                 truncate_utf8(reason, MAX_REASON_BYTES).to_owned(),

@@ -79,7 +79,7 @@ mod transport;
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
 
-pub use code::{CODE_LABELS, MAX_REASON_BYTES, code_label, sanitize_reason};
+pub use code::{CODE_LABELS, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason};
 pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
 pub use error::Error;

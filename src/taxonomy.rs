@@ -127,6 +127,22 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// Classifies a code as received on the wire (`None`: a Close frame without a code).
+    ///
+    /// ```
+    /// use wsclose::CloseCode;
+    /// assert_eq!(CloseCode::from_wire(Some(1000)), CloseCode::Valid(1000));
+    /// assert_eq!(CloseCode::from_wire(Some(1005)), CloseCode::Invalid(Some(1005)));
+    /// assert_eq!(CloseCode::from_wire(None), CloseCode::NoStatus);
+    /// ```
+    pub fn from_wire(code: Option<u16>) -> CloseCode {
+        match code {
+            None => CloseCode::NoStatus,
+            Some(c) if crate::code::is_valid_received(c) => CloseCode::Valid(c),
+            Some(c) => CloseCode::Invalid(Some(c)),
+        }
+    }
+
     /// The numeric code, when known.
     pub fn code(self) -> Option<u16> {
         match self {
