@@ -89,3 +89,8 @@ pub use transport::Transport;
 
 /// The WebSocket library this crate wraps.
 pub use tokio_tungstenite;
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
