@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Autobahn|Testsuite conformance, both roles, wsclose side by side with raw tokio-tungstenite.
+#
+#   scripts/autobahn.sh
+#
+# - server role: `wstest -m fuzzingclient` against the wsclose echo server
+#   (examples/echo_server.rs) and against a plain tokio-tungstenite echo server
+#   (examples/autobahn_raw.rs);
+# - client role: `wstest -m fuzzingserver` against examples/autobahn_client.rs, once wrapped by
+#   wsclose and once with `--raw`.
+# All cases except compression (12.*, 13.*). wstest exits 0 even when cases fail, so this script
+# reads every index.json itself and fails when a case behaves worse than
+# autobahn/expected-results.json allows, or when fewer cases ran than expected.
+#
+# Needs pyenv's Python 2.7.18 (or PYTHON2=/path/to/python2.7). The virtualenv with upstream's pins
+# (autobahn/requirements.txt) lives in $CARGO_TARGET_DIR/autobahn-venv and is reused.
+# Reports: $CARGO_TARGET_DIR/autobahn/{server,client}/index.html.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+export CARGO_TERM_COLOR=never
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+WORK="$CARGO_TARGET_DIR/autobahn"
+VENV="$CARGO_TARGET_DIR/autobahn-venv"
+TOOLS="$CARGO_TARGET_DIR/autobahn-tools"
+PY3="${PYTHON3:-python3}"
+started=$SECONDS
+
+# ---------------------------------------------------------------- Python 2.7 + autobahntestsuite
+PY2="${PYTHON2:-$HOME/.pyenv/versions/2.7.18/bin/python}"
+if ! [ -x "$PY2" ] || ! "$PY2" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null; then
+  PY2=$(command -v python2.7 || true)
+fi
+if [ -z "$PY2" ] || ! "$PY2" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null; then
+  echo "autobahn.sh: Autobahn|Testsuite needs Python 2.7 and none was found." >&2
+  echo "  install it with: pyenv install 2.7.18   (or set PYTHON2=/path/to/python2.7)" >&2
+  exit 2
+fi
+stamp="$VENV/.requirements.sha"
+want=$(sha256sum autobahn/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! [ -x "$VENV/bin/wstest" ]; then
+  echo "autobahn.sh: creating $VENV with $PY2"
+  rm -rf "$VENV"
+  if ! "$PY2" -m virtualenv --version >/dev/null 2>&1; then
+    # virtualenv 20.21 is the last release that runs on and creates Python 2.7 environments;
+    # kept out of the interpreter's own site-packages.
+    PYTHONPATH="$TOOLS" "$PY2" -m virtualenv --version >/dev/null 2>&1 ||
+      "$PY2" -m pip install --disable-pip-version-check -q --target "$TOOLS" 'virtualenv<20.22'
+  fi
+  PYTHONPATH="$TOOLS" "$PY2" -m virtualenv -q "$VENV"
+  "$VENV/bin/pip" install --disable-pip-version-check -q -r autobahn/requirements.txt
+  echo "$want" >"$stamp"
+fi
+export PYTHONWARNINGS=ignore
+
+# ---------------------------------------------------------------- build the testees once
+cargo build --release --quiet --features prometheus \
+  --example echo_server --example autobahn_client --example autobahn_raw
+BIN="$CARGO_TARGET_DIR/release/examples"
+
+# ---------------------------------------------------------------- ports and processes
+free_port() {
+  "$PY3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+wait_port() { # bounded: 10 s
+  for _ in $(seq 100); do
+    "$PY3" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$1)))" && return 0
+    sleep 0.1
+  done
+  echo "autobahn.sh: nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
+
+rm -rf "$WORK"
+mkdir -p "$WORK/server" "$WORK/client"
+WS_PORT=$(free_port)
+RAW_PORT=$(free_port)
+METRICS_PORT=$(free_port)
+FUZZ_PORT=$(free_port)
+
+RUST_LOG=warn "$BIN/echo_server" --listen "127.0.0.1:$WS_PORT" --metrics "127.0.0.1:$METRICS_PORT" \
+  >"$WORK/echo_server.log" 2>&1 &
+pids+=($!)
+"$BIN/autobahn_raw" --listen "127.0.0.1:$RAW_PORT" >"$WORK/autobahn_raw.log" 2>&1 &
+pids+=($!)
+wait_port "$WS_PORT"
+wait_port "$RAW_PORT"
+
+cat >"$WORK/fuzzingclient.json" <<JSON
+{
+  "outdir": "$WORK/server",
+  "servers": [
+    {"agent": "wsclose", "url": "ws://127.0.0.1:$WS_PORT"},
+    {"agent": "tokio-tungstenite", "url": "ws://127.0.0.1:$RAW_PORT"}
+  ],
+  "cases": ["*"],
+  "exclude-cases": ["12.*", "13.*"],
+  "exclude-agent-cases": {}
+}
+JSON
+cat >"$WORK/fuzzingserver.json" <<JSON
+{
+  "url": "ws://127.0.0.1:$FUZZ_PORT",
+  "outdir": "$WORK/client",
+  "cases": ["*"],
+  "exclude-cases": ["12.*", "13.*"],
+  "exclude-agent-cases": {}
+}
+JSON
+
+# Both roles at once: each wstest is one single-threaded Python process, so on two cores the
+# two roles together take about as long as one.
+(cd "$WORK" && "$VENV/bin/wstest" -m fuzzingserver -s "$WORK/fuzzingserver.json" \
+  >"$WORK/fuzzingserver.log" 2>&1) &
+fuzz_server=$!
+pids+=($fuzz_server)
+wait_port "$FUZZ_PORT"
+
+echo "autobahn.sh: server role (wstest fuzzingclient) and client role (wstest fuzzingserver)"
+(cd "$WORK" && "$VENV/bin/wstest" -m fuzzingclient -s "$WORK/fuzzingclient.json" \
+  >"$WORK/fuzzingclient.log" 2>&1) &
+fuzz_client=$!
+pids+=($fuzz_client)
+
+client_rc=0
+"$BIN/autobahn_client" --server "ws://127.0.0.1:$FUZZ_PORT" 2>"$WORK/client-wsclose.log" || client_rc=$?
+"$BIN/autobahn_client" --server "ws://127.0.0.1:$FUZZ_PORT" --raw 2>"$WORK/client-raw.log" || client_rc=$?
+kill "$fuzz_server" 2>/dev/null || true
+server_rc=0
+wait "$fuzz_client" || server_rc=$?
+if [ "$client_rc" != 0 ] || [ "$server_rc" != 0 ]; then
+  echo "autobahn.sh: a testee or wstest failed (client $client_rc, wstest $server_rc); see $WORK/*.log" >&2
+fi
+
+# What the wsclose echo server recorded, for the log.
+"$PY3" - "$METRICS_PORT" <<'PYEOF' || true
+import sys, urllib.request
+body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+for line in body.splitlines():
+    if line.startswith("websocket_closes_total"):
+        print("  echo_server " + line)
+PYEOF
+
+rc=0
+"$PY3" scripts/autobahn_check.py autobahn/expected-results.json \
+  "server=$WORK/server/index.json" "client=$WORK/client/index.json" || rc=$?
+echo "autobahn.sh: done in $((SECONDS - started)) s; reports in $WORK/{server,client}/index.html"
+[ "$client_rc" = 0 ] && [ "$server_rc" = 0 ] && exit $rc
+exit 1
