@@ -4,9 +4,6 @@
 
 use std::io;
 
-use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-
 use crate::{Cause, CloseCode, Outcome};
 
 /// What an error means for the connection.
@@ -48,37 +45,50 @@ pub(crate) fn classify_io(kind: io::ErrorKind) -> Verdict {
     }
 }
 
-/// Classifies a tungstenite error.
-pub(crate) fn classify_ws(err: &WsError) -> Verdict {
-    match err {
-        // tungstenite's "closed normally": the handshake finished.
-        WsError::ConnectionClosed => fatal(Outcome::Clean, Cause::Transport, None),
-        // Using a connection tungstenite already closed: a bug on this side.
-        WsError::AlreadyClosed => fatal(Outcome::InternalError, Cause::App, None),
-        WsError::Io(e) => classify_io(e.kind()),
-        WsError::Tls(_) => fatal(Outcome::IoError, Cause::Transport, None),
-        WsError::Capacity(_) => fatal(Outcome::ProtocolError, Cause::Peer, Some(1009)),
-        WsError::Protocol(p) => classify_protocol(p),
-        WsError::WriteBufferFull(_) => Verdict::Recoverable,
-        WsError::Utf8(_) => fatal(Outcome::ProtocolError, Cause::Peer, Some(1007)),
-        WsError::AttackAttempt => fatal(Outcome::ProtocolError, Cause::Peer, Some(1008)),
-        WsError::Url(_) => fatal(Outcome::InternalError, Cause::App, None),
-        WsError::Http(_) | WsError::HttpFormat(_) => {
-            fatal(Outcome::ProtocolError, Cause::Peer, None)
+/// Defines a classifier for one tungstenite version's `Error` (axum may pin another version
+/// than tokio-tungstenite; the variants are the same, so the table is written once).
+macro_rules! tungstenite_classifier {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($ws:ident)::+)) => {
+        $(#[$meta])*
+        $vis fn $name(err: &$($ws)::+::Error) -> Verdict {
+            use $($ws)::+::Error as E;
+            use $($ws)::+::error::ProtocolError as P;
+            match err {
+                // tungstenite's "closed normally": the handshake finished.
+                E::ConnectionClosed => fatal(Outcome::Clean, Cause::Transport, None),
+                // Using a connection tungstenite already closed: a bug on this side.
+                E::AlreadyClosed => fatal(Outcome::InternalError, Cause::App, None),
+                E::Io(e) => classify_io(e.kind()),
+                E::Tls(_) => fatal(Outcome::IoError, Cause::Transport, None),
+                E::Capacity(_) => fatal(Outcome::ProtocolError, Cause::Peer, Some(1009)),
+                E::Protocol(P::ResetWithoutClosingHandshake) => {
+                    fatal(Outcome::PeerGone, Cause::Transport, None)
+                }
+                E::Protocol(P::SendAfterClosing) => fatal(Outcome::InternalError, Cause::App, None),
+                E::Protocol(P::ReceivedAfterClosing) => {
+                    fatal(Outcome::ProtocolError, Cause::Peer, None)
+                }
+                E::Protocol(_) => fatal(Outcome::ProtocolError, Cause::Peer, Some(1002)),
+                E::WriteBufferFull(_) => Verdict::Recoverable,
+                E::Utf8(_) => fatal(Outcome::ProtocolError, Cause::Peer, Some(1007)),
+                E::AttackAttempt => fatal(Outcome::ProtocolError, Cause::Peer, Some(1008)),
+                E::Url(_) => fatal(Outcome::InternalError, Cause::App, None),
+                E::Http(_) | E::HttpFormat(_) => fatal(Outcome::ProtocolError, Cause::Peer, None),
+            }
         }
-    }
+    };
 }
 
-fn classify_protocol(p: &ProtocolError) -> Verdict {
-    match p {
-        ProtocolError::ResetWithoutClosingHandshake => {
-            fatal(Outcome::PeerGone, Cause::Transport, None)
-        }
-        ProtocolError::SendAfterClosing => fatal(Outcome::InternalError, Cause::App, None),
-        ProtocolError::ReceivedAfterClosing => fatal(Outcome::ProtocolError, Cause::Peer, None),
-        _ => fatal(Outcome::ProtocolError, Cause::Peer, Some(1002)),
-    }
-}
+tungstenite_classifier!(
+    /// Classifies an error of tokio-tungstenite's tungstenite.
+    pub(crate) fn classify_ws(tokio_tungstenite::tungstenite)
+);
+
+#[cfg(feature = "axum")]
+tungstenite_classifier!(
+    /// Classifies an error of the tungstenite version axum uses.
+    pub(crate) fn classify_ws_axum(tungstenite_axum)
+);
 
 /// The reason tungstenite substitutes, together with code 1002, for a peer's invalid code.
 pub(crate) const SUBSTITUTED_REASON: &str = "Protocol violation";
@@ -101,7 +111,7 @@ mod tests {
     use super::*;
     use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError as P, UrlError};
     use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
-    use tokio_tungstenite::tungstenite::{Message, http};
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message, http};
 
     fn io(kind: io::ErrorKind) -> WsError {
         WsError::Io(io::Error::from(kind))

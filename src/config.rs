@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{Error, Role, Transport, WebSocket};
+use crate::{Error, Registry, Role, Transport, WebSocket};
 
 /// Settings for wrapped connections. Build one per server (it is cheap to clone) and wrap
 /// every accepted connection with it.
@@ -26,6 +26,12 @@ use crate::{Error, Role, Transport, WebSocket};
 pub struct Config {
     pub(crate) close_timeout: Duration,
     pub(crate) peer_addr: Option<SocketAddr>,
+    pub(crate) registry: Option<Registry>,
+    /// (interval, timeout)
+    pub(crate) keepalive: Option<(Duration, Duration)>,
+    /// (max, jitter)
+    pub(crate) max_lifetime: Option<(Duration, Duration)>,
+    pub(crate) lifetime_code: u16,
 }
 
 impl Default for Config {
@@ -33,11 +39,20 @@ impl Default for Config {
         Config {
             close_timeout: Config::DEFAULT_CLOSE_TIMEOUT,
             peer_addr: None,
+            registry: None,
+            keepalive: None,
+            max_lifetime: None,
+            lifetime_code: 1001,
         }
     }
 }
 
 impl Config {
+    /// Recommended keepalive ping interval: 20 seconds.
+    pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+    /// Recommended keepalive pong timeout: 20 seconds.
+    pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
     /// The default deadline for a whole close: 5 seconds.
     pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
     /// The shortest close deadline accepted: 1 millisecond.
@@ -70,6 +85,80 @@ impl Config {
             ));
         }
         self.close_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Registers every connection wrapped with this config in `registry`, for
+    /// [`Registry::shutdown`] (graceful shutdown on SIGTERM).
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Pings the peer every `interval`; when no pong arrives within `timeout`, the connection
+    /// is closed with 1011 and ends as `cause="keepalive"`, `outcome="timeout"`, within
+    /// `interval + timeout` of the last sign of life (plus at most 250 ms to put the Close frame
+    /// on the wire).
+    ///
+    /// Off by default. [`DEFAULT_KEEPALIVE_INTERVAL`](Self::DEFAULT_KEEPALIVE_INTERVAL) and
+    /// [`DEFAULT_KEEPALIVE_TIMEOUT`](Self::DEFAULT_KEEPALIVE_TIMEOUT) (20 s / 20 s, like Python's
+    /// `websockets`) are good values behind load balancers with a 60 s idle timeout. Pongs are
+    /// seen by the connection's reader, so the application must keep polling the stream (as
+    /// any tokio-tungstenite application does to receive messages). Runs one small task per
+    /// connection.
+    ///
+    /// # Errors
+    ///
+    /// `interval` or `timeout` outside 10 ms..=1 h ([`Error::is_config`]).
+    pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Result<Self, Error> {
+        let range = Duration::from_millis(10)..=Duration::from_secs(3600);
+        for (what, d) in [
+            ("keepalive interval", interval),
+            ("keepalive timeout", timeout),
+        ] {
+            if !range.contains(&d) {
+                return Err(Error::config(
+                    what,
+                    format!("{d:?} is outside 10ms..=3600s"),
+                ));
+            }
+        }
+        self.keepalive = Some((interval, timeout));
+        Ok(self)
+    }
+
+    /// Closes each connection after a lifetime drawn uniformly from `[max - jitter, max]`, with
+    /// 1001 *going away* (see [`with_lifetime_close_code`](Self::with_lifetime_close_code)),
+    /// `cause="lifetime"`: set `max` below a platform's request limit (Cloud Run: 60 min) so
+    /// clients reconnect cleanly, and `jitter` so they do not all reconnect at once.
+    ///
+    /// # Errors
+    ///
+    /// `max` below 10 ms, or `jitter` above `max` ([`Error::is_config`]).
+    pub fn with_max_lifetime(mut self, max: Duration, jitter: Duration) -> Result<Self, Error> {
+        if max < Duration::from_millis(10) {
+            return Err(Error::config(
+                "max lifetime",
+                format!("{max:?} is below 10ms"),
+            ));
+        }
+        if jitter > max {
+            let why = format!("{jitter:?} exceeds the maximum {max:?}");
+            return Err(Error::config("lifetime jitter", why));
+        }
+        self.max_lifetime = Some((max, jitter));
+        Ok(self)
+    }
+
+    /// The close code of lifetime closes (default 1001 *going away*; 1012 *service restart*
+    /// and 4xxx application codes are other choices).
+    ///
+    /// # Errors
+    ///
+    /// A code the protocol forbids ([`Error::is_invalid_close_code`]).
+    pub fn with_lifetime_close_code(mut self, code: u16) -> Result<Self, Error> {
+        crate::check_close_code(code)?;
+        self.lifetime_code = code;
         Ok(self)
     }
 

@@ -11,6 +11,7 @@ use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -52,10 +53,32 @@ struct Shared<T: Transport> {
     writer: AtomicWaker,
     /// `Handle::closed` waiters.
     done: Notify,
+    /// Ends the close task at once (a shutdown's grace period ran out).
+    terminate: Notify,
+    /// Pongs received (keepalive liveness), and their wake-up.
+    pongs: AtomicU64,
+    pong: Notify,
 }
 
 fn closing_phase(cause: Cause) -> u8 {
     1 + Cause::ALL.iter().position(|c| *c == cause).unwrap_or(0) as u8
+}
+
+/// Sleeps until `at`, or forever when there is no such instant.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A lifetime drawn uniformly from `[max - jitter, max]`, so connections opened together do not
+/// all end (and reconnect) together.
+fn jittered(max: Duration, jitter: Duration, id: u64) -> Duration {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(id);
+    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64; // uniform in [0, 1)
+    max - jitter.mul_f64(fraction)
 }
 
 fn phase_state(phase: u8) -> State {
@@ -84,6 +107,8 @@ struct Plan {
     preset: Option<(Outcome, String)>,
     /// Read after sending, until the peer's Close or EOF.
     drain: bool,
+    /// A shorter deadline than the configured close timeout.
+    budget: Option<Duration>,
 }
 
 impl Plan {
@@ -95,6 +120,7 @@ impl Plan {
             received: None,
             preset: None,
             drain: true,
+            budget: None,
         }
     }
 
@@ -112,6 +138,7 @@ impl Plan {
             received: Some((code, frame.map(|(_, r)| sanitize_reason(r)))),
             preset: None,
             drain: true,
+            budget: None,
         }
     }
 
@@ -123,9 +150,27 @@ impl Plan {
             received: None,
             preset: Some((outcome, error)),
             drain: false,
+            budget: None,
+        }
+    }
+
+    /// No pong in time: the peer is presumed dead. Send 1011 if the socket takes it at once,
+    /// then terminate; waiting out a handshake with a dead peer would only delay the end.
+    fn keepalive_timeout() -> Self {
+        Plan {
+            budget: Some(KEEPALIVE_CLOSE_BUDGET),
+            ..Plan::failed(
+                Outcome::Timeout,
+                Cause::Keepalive,
+                Some(1011),
+                "no pong within the keepalive timeout".into(),
+            )
         }
     }
 }
+
+/// How long a keepalive close may try to put its Close frame on the wire.
+const KEEPALIVE_CLOSE_BUDGET: Duration = Duration::from_millis(250);
 
 impl<T: Transport> Shared<T> {
     fn state(&self) -> State {
@@ -165,6 +210,104 @@ impl<T: Transport> Shared<T> {
         won
     }
 
+    /// Sends a ping (once; `queued` remembers it) and flushes it, under the gate's lock like
+    /// any write. The application's writer may be parked on the same socket: our poll replaces
+    /// its waker inside tungstenite, so it is woken to register again.
+    fn poll_ping(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        queued: &mut bool,
+    ) -> Poll<Result<(), ()>> {
+        let mut slot = self.gate.lock();
+        let Some(io) = slot.as_mut() else {
+            return Poll::Ready(Err(()));
+        };
+        let polled = if *queued {
+            Pin::new(&mut io.t).poll_flush(cx)
+        } else {
+            match Pin::new(&mut io.t).poll_ready(cx) {
+                Poll::Ready(Ok(())) => match Pin::new(&mut io.t).start_send(T::ping_message()) {
+                    Ok(()) => {
+                        *queued = true;
+                        Pin::new(&mut io.t).poll_flush(cx)
+                    }
+                    Err(e) => Poll::Ready(Err(e)),
+                },
+                other => other,
+            }
+        };
+        self.writer.wake();
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => {
+                io.pending = 0;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                self.on_error(&mut slot, e);
+                Poll::Ready(Err(()))
+            }
+        }
+    }
+
+    /// One keepalive round: ping, then wait up to `timeout` for any pong. Returns false when
+    /// the peer did not answer while the connection stayed open.
+    async fn ping_answered(self: &Arc<Self>, timeout: Duration) -> bool {
+        let before = self.pongs.load(Ordering::Acquire);
+        let deadline = Instant::now() + timeout;
+        let mut queued = false;
+        let ping = poll_fn(|cx| self.poll_ping(cx, &mut queued));
+        if let Ok(Err(())) = tokio::time::timeout_at(deadline, ping).await {
+            return true; // closing or closed already: nothing for keepalive to do
+        }
+        loop {
+            let mut pong = pin!(self.pong.notified());
+            pong.as_mut().enable();
+            if self.pongs.load(Ordering::Acquire) != before || self.state() != State::Open {
+                return true;
+            }
+            tokio::select! {
+                _ = pong => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return self.pongs.load(Ordering::Acquire) != before;
+                }
+            }
+        }
+    }
+
+    /// Keepalive pings and the maximum lifetime of one connection; ends with it.
+    async fn lifecycle(
+        self: Arc<Self>,
+        keepalive: Option<(Duration, Duration)>,
+        lifetime: Option<Duration>,
+    ) {
+        let mut ended = pin!(self.closed());
+        let lifetime_at = lifetime.map(|d| self.opened_at + d);
+        loop {
+            let next_ping = keepalive.map(|(interval, _)| Instant::now() + interval);
+            tokio::select! {
+                _ = &mut ended => return,
+                _ = sleep_until_opt(lifetime_at) => {
+                    let reason = "maximum connection lifetime reached".to_owned();
+                    let plan = Plan::close(Cause::Lifetime, Some((self.config.lifetime_code, reason)));
+                    self.begin(&mut self.gate.lock(), plan);
+                    return;
+                }
+                _ = sleep_until_opt(next_ping) => {
+                    let timeout = keepalive.map_or(Duration::ZERO, |(_, t)| t);
+                    let answered = tokio::select! {
+                        _ = &mut ended => return,
+                        answered = self.ping_answered(timeout) => answered,
+                    };
+                    if !answered {
+                        self.begin(&mut self.gate.lock(), Plan::keepalive_timeout());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     fn finish(&self, report: CloseReport, state_before: State, close_attempted: bool) {
         telemetry::on_end(&telemetry::End {
             role: self.role,
@@ -177,6 +320,9 @@ impl<T: Transport> Shared<T> {
         self.reader.wake();
         self.writer.wake();
         self.done.notify_waiters();
+        if let Some(registry) = &self.config.registry {
+            registry.remove(self.id);
+        }
     }
 
     fn poll_report(&self, waker: &AtomicWaker, cx: &mut Context<'_>) -> Poll<Arc<CloseReport>> {
@@ -239,6 +385,9 @@ impl<T: Transport> Shared<T> {
             Poll::Ready(Some(Ok(msg))) => {
                 if let Some(frame) = T::close_frame(&msg) {
                     self.begin(&mut slot, Plan::peer_closed(frame));
+                } else if T::is_pong(&msg) {
+                    self.pongs.fetch_add(1, Ordering::Release);
+                    self.pong.notify_waiters();
                 }
                 Poll::Ready(Some(Ok(msg)))
             }
@@ -399,15 +548,23 @@ impl<T: Transport> Closer<T> {
     }
 
     async fn run(mut self, mut io: Io<T>, plan: Plan) {
-        let deadline = self.started + self.shared.config.close_timeout;
-        let result = tokio::time::timeout_at(deadline, self.handshake(&mut io, plan)).await;
+        let budget = plan.budget.unwrap_or(self.shared.config.close_timeout);
+        let deadline = self.started + budget.min(self.shared.config.close_timeout);
+        let shared = self.shared.clone();
+        let result = tokio::select! {
+            r = tokio::time::timeout_at(deadline, self.handshake(&mut io, plan)) => {
+                r.map_err(|_| "close deadline passed")
+            }
+            _ = shared.terminate.notified() => {
+                Err("terminated at the end of a shutdown's grace period")
+            }
+        };
         let failed = match result {
             Ok(Ok(())) => None,
             Ok(Err(outcome)) => Some(outcome),
-            Err(_elapsed) if self.handshake_done => None,
-            Err(_elapsed) => {
-                self.error
-                    .get_or_insert_with(|| "close deadline passed".into());
+            Err(_) if self.handshake_done => None,
+            Err(why) => {
+                self.error.get_or_insert_with(|| why.into());
                 Some(Outcome::Timeout)
             }
         };
@@ -552,6 +709,8 @@ impl<T: Transport> Drop for Owner<T> {
 /// type are one type.
 trait Control: Send + Sync {
     fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
+    fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
+    fn terminate(&self);
     fn state(&self) -> State;
     fn report(&self) -> Option<Arc<CloseReport>>;
     fn closed(&self) -> Pin<Box<dyn Future<Output = Arc<CloseReport>> + Send + '_>>;
@@ -562,6 +721,12 @@ trait Control: Send + Sync {
 impl<T: Transport> Control for Shared<T> {
     fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
         Shared::request_close(&self, cause, frame)
+    }
+    fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        self.begin(&mut self.gate.lock(), Plan::close(cause, frame))
+    }
+    fn terminate(&self) {
+        self.terminate.notify_one();
     }
     fn state(&self) -> State {
         Shared::state(self)
@@ -637,6 +802,19 @@ impl Handle {
     ) -> Result<bool, Error> {
         let frame = validate(Some((code, reason)))?;
         Ok(self.ctl.clone().request_close(cause, frame))
+    }
+
+    /// Begins a close without counting a redundant request when one is already under way
+    /// (a shutdown closing every connection is not the application repeating itself).
+    pub(crate) fn begin_close_quietly(&self, cause: Cause, code: u16, reason: &str) -> bool {
+        let frame = Some((code, truncate_utf8(reason, MAX_REASON_BYTES).to_owned()));
+        self.ctl.clone().begin_quietly(cause, frame)
+    }
+
+    /// Ends a close under way now: the transport is dropped and the outcome is `timeout`
+    /// (unless the handshake had completed). No effect on an open or closed connection.
+    pub(crate) fn terminate(&self) {
+        self.ctl.terminate();
     }
 
     /// Waits until the connection has ended and returns the report.
@@ -752,7 +930,29 @@ impl<T: Transport> WebSocket<T> {
             reader: AtomicWaker::new(),
             writer: AtomicWaker::new(),
             done: Notify::new(),
+            terminate: Notify::new(),
+            pongs: AtomicU64::new(0),
+            pong: Notify::new(),
         });
+        let config = &shared.config;
+        if let Some(registry) = &config.registry {
+            if let Some(code) = registry.insert(Handle {
+                ctl: shared.clone(),
+            }) {
+                // Wrapped during a drain: close at once, like every other connection.
+                let frame = Some((code, "server shutting down".to_owned()));
+                shared.begin(&mut shared.gate.lock(), Plan::close(Cause::Shutdown, frame));
+            }
+        }
+        let lifetime = config
+            .max_lifetime
+            .map(|(max, jitter)| jittered(max, jitter, id));
+        if config.keepalive.is_some() || lifetime.is_some() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let task = shared.clone().lifecycle(config.keepalive, lifetime);
+                rt.spawn(task.instrument(shared.span.clone()));
+            }
+        }
         WebSocket {
             owner: Arc::new(Owner(shared)),
             close_requested: false,

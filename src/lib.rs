@@ -70,6 +70,7 @@ mod config;
 mod conn;
 mod error;
 mod gate;
+mod registry;
 mod sync;
 mod taxonomy;
 mod telemetry;
@@ -79,10 +80,15 @@ mod transport;
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
+
 pub use code::{CODE_LABELS, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason};
 pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
 pub use error::Error;
+pub use registry::{Registry, ShutdownReport, shutdown_signal};
 pub use taxonomy::{Cause, CloseCode, CloseReport, Outcome, Role, State};
 pub use telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
 pub use transport::Transport;

@@ -15,7 +15,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::classify::{Verdict, classify_ws};
 
-mod sealed {
+/// The payload of keepalive pings.
+pub(crate) const KEEPALIVE_PAYLOAD: &[u8] = b"wsclose";
+
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
@@ -43,6 +46,14 @@ pub trait Transport:
     /// Builds a Close message (`None`: no status code).
     #[doc(hidden)]
     fn close_message(frame: Option<(u16, &str)>) -> Self::Message;
+
+    /// Whether `msg` is a Pong.
+    #[doc(hidden)]
+    fn is_pong(msg: &Self::Message) -> bool;
+
+    /// A keepalive Ping.
+    #[doc(hidden)]
+    fn ping_message() -> Self::Message;
 
     /// What `err` means for the connection.
     #[doc(hidden)]
@@ -78,6 +89,14 @@ where
             code: code.into(),
             reason: reason.to_owned().into(),
         }))
+    }
+
+    fn is_pong(msg: &Message) -> bool {
+        matches!(msg, Message::Pong(_))
+    }
+
+    fn ping_message() -> Message {
+        Message::Ping(KEEPALIVE_PAYLOAD.into())
     }
 
     fn verdict(err: &WsError) -> Verdict {

@@ -1,0 +1,311 @@
+//! The connection registry and graceful shutdown.
+//!
+//! Connections wrapped with a [`Config`](crate::Config) that carries a [`Registry`] register
+//! themselves and leave it when they end. [`Registry::shutdown`] closes every live connection
+//! at once, waits up to a grace period, terminates the stragglers and reports how each ended.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::{Cause, Error, Handle, Outcome, check_close_code};
+
+/// The reason sent with shutdown closes.
+const SHUTDOWN_REASON: &str = "server shutting down";
+
+/// A set of live connections that can be shut down together.
+///
+/// Cloning is cheap; clones share the same set. Put it in a [`Config`](crate::Config) with
+/// [`Config::with_registry`](crate::Config::with_registry) and every connection wrapped with that
+/// config registers itself (one hash-map insert) and removes itself when it ends.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+///
+/// let registry = wsclose::Registry::new();
+/// let config = wsclose::Config::new().with_registry(registry.clone());
+/// tokio::spawn(async move {
+///     while let Ok((tcp, _)) = listener.accept().await {
+///         let config = config.clone();
+///         tokio::spawn(async move {
+///             let ws = tokio_tungstenite::accept_async(tcp).await?;
+///             let _ws = config.server(ws);
+///             // ... serve ...
+///             Ok::<_, tokio_tungstenite::tungstenite::Error>(())
+///         });
+///     }
+/// });
+/// wsclose::shutdown_signal().await; // SIGTERM or Ctrl-C
+/// let report = registry.shutdown(1001, Duration::from_secs(10)).await?;
+/// println!("{report}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conns: Mutex<HashMap<u64, Handle>>,
+    draining: AtomicBool,
+    /// The code connections wrapped during a drain are closed with.
+    drain_code: AtomicU16,
+    /// Signalled whenever the set becomes empty.
+    emptied: Notify,
+    last_report: Mutex<Option<ShutdownReport>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("connections", &self.len())
+            .field("draining", &self.is_draining())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Live connections (open or closing).
+    pub fn len(&self) -> usize {
+        self.conns().len()
+    }
+
+    /// Whether no connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a shutdown has started. Connections wrapped from then on are closed at once
+    /// with the shutdown's code (`cause="shutdown"`).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Handles to every live connection.
+    pub fn handles(&self) -> Vec<Handle> {
+        self.conns().values().cloned().collect()
+    }
+
+    /// The report of the last completed [`shutdown`](Self::shutdown) (for example the one run by
+    /// [`graceful`](Self::graceful)).
+    pub fn last_report(&self) -> Option<ShutdownReport> {
+        self.inner
+            .last_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
+        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection. Returns the drain code when the registry is draining: the caller must
+    /// close the connection at once.
+    pub(crate) fn insert(&self, handle: Handle) -> Option<u16> {
+        let id = handle.id();
+        self.conns().insert(id, handle);
+        // Checked after inserting, so a shutdown that snapshots the set either sees this
+        // connection or has set `draining` before we read it.
+        self.is_draining()
+            .then(|| self.inner.drain_code.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        let mut conns = self.conns();
+        conns.remove(&id);
+        if conns.is_empty() {
+            self.inner.emptied.notify_waiters();
+        }
+    }
+
+    /// Closes every live connection with `code` (1001 *going away* or 1012 *service restart*
+    /// are the usual choices), concurrently; waits until all have ended or `grace` has passed;
+    /// then terminates the stragglers (their transport is dropped, outcome `timeout`). Ends are
+    /// counted with `cause="shutdown"` (a connection already closing keeps its own cause).
+    ///
+    /// From the moment it is called, newly wrapped connections are closed at once with `code`.
+    /// It returns when every connection it knew of, and every one wrapped meanwhile, has ended.
+    ///
+    /// # Errors
+    ///
+    /// A `code` the protocol forbids ([`Error::is_invalid_close_code`]); nothing is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops waiting and terminating; the closes already begun go on.
+    pub async fn shutdown(&self, code: u16, grace: Duration) -> Result<ShutdownReport, Error> {
+        check_close_code(code)?;
+        let started = Instant::now();
+        let deadline = started + grace;
+        self.inner.drain_code.store(code, Ordering::Release);
+        self.inner.draining.store(true, Ordering::Release);
+
+        let mut seen: HashMap<u64, Handle> = HashMap::new();
+        let mut stragglers = 0;
+        loop {
+            let mut emptied = std::pin::pin!(self.inner.emptied.notified());
+            emptied.as_mut().enable();
+            let live = self.handles();
+            if live.is_empty() {
+                break;
+            }
+            for h in &live {
+                if seen.insert(h.id(), h.clone()).is_none() {
+                    h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
+                }
+            }
+            if Instant::now() >= deadline {
+                for h in &live {
+                    if h.report().is_none() {
+                        stragglers += 1;
+                        h.terminate();
+                    }
+                }
+                // Terminated connections end promptly; wait for them, not for the set.
+                let mut ends: FuturesUnordered<_> = live.iter().map(|h| h.closed()).collect();
+                while ends.next().await.is_some() {}
+                continue;
+            }
+            // Wake when the set empties, or every 50 ms to pick up connections wrapped during
+            // the drain, or at the deadline.
+            let tick = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            tokio::select! {
+                _ = emptied => {}
+                _ = tokio::time::sleep_until(tick) => {}
+            }
+        }
+
+        let mut outcomes = BTreeMap::new();
+        for h in seen.values() {
+            let report = h.closed().await; // already ended: returns at once
+            *outcomes.entry(report.outcome).or_insert(0) += 1;
+        }
+        let report = ShutdownReport {
+            connections: seen.len(),
+            outcomes,
+            stragglers,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!(target: "wsclose", %report, "shutdown complete");
+        *self
+            .inner
+            .last_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        Ok(report)
+    }
+
+    /// A future for `axum::serve(..).with_graceful_shutdown(..)` (or any server's equivalent):
+    /// it waits for `signal`, then runs [`shutdown`](Self::shutdown) and resolves only once every
+    /// WebSocket has ended, so the server returns only when the sockets are closed. The report
+    /// is logged at INFO and kept in [`last_report`](Self::last_report).
+    ///
+    /// An invalid `code` is logged at WARN and replaced by 1001.
+    pub fn graceful<F>(
+        &self,
+        signal: F,
+        code: u16,
+        grace: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        F: Future + Send + 'static,
+    {
+        let registry = self.clone();
+        async move {
+            signal.await;
+            let code = match check_close_code(code) {
+                Ok(()) => code,
+                Err(e) => {
+                    tracing::warn!(target: "wsclose", error = %e, "invalid shutdown code; using 1001");
+                    1001
+                }
+            };
+            // The code is valid here, so shutdown cannot fail.
+            let _ = registry.shutdown(code, grace).await;
+        }
+    }
+}
+
+/// How a [`Registry::shutdown`] went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections the shutdown closed or waited for.
+    pub connections: usize,
+    /// How many ended with each outcome.
+    pub outcomes: BTreeMap<Outcome, usize>,
+    /// Connections still not closed at the end of the grace period, terminated.
+    pub stragglers: usize,
+    /// From the call to the last connection ended.
+    pub elapsed: Duration,
+}
+
+impl ShutdownReport {
+    /// How many ended with `outcome`.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.outcomes.get(&outcome).copied().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections in {:.3} s",
+            self.connections,
+            self.elapsed.as_secs_f64()
+        )?;
+        for (outcome, n) in &self.outcomes {
+            write!(f, ", {outcome} {n}")?;
+        }
+        write!(f, ", stragglers terminated {}", self.stragglers)
+    }
+}
+
+/// Resolves on SIGTERM (Unix) or Ctrl-C: what Kubernetes, Cloud Run and a terminal send.
+///
+/// If a signal handler cannot be installed, that signal is logged at WARN and ignored.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(target: "wsclose", error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(target: "wsclose", error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
