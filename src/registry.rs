@@ -64,6 +64,8 @@ struct Inner {
     drain_code: AtomicU16,
     /// Signalled whenever the set becomes empty.
     emptied: Notify,
+    /// Connections wrapped during the drain (closed at once), for the report.
+    late: Mutex<Vec<Handle>>,
     last_report: Mutex<Option<ShutdownReport>>,
 }
 
@@ -121,11 +123,18 @@ impl Registry {
     /// close the connection at once.
     pub(crate) fn insert(&self, handle: Handle) -> Option<u16> {
         let id = handle.id();
-        self.conns().insert(id, handle);
+        self.conns().insert(id, handle.clone());
         // Checked after inserting, so a shutdown that snapshots the set either sees this
         // connection or has set `draining` before we read it.
-        self.is_draining()
-            .then(|| self.inner.drain_code.load(Ordering::Acquire))
+        if !self.is_draining() {
+            return None;
+        }
+        self.inner
+            .late
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+        Some(self.inner.drain_code.load(Ordering::Acquire))
     }
 
     pub(crate) fn remove(&self, id: u64) {
@@ -193,6 +202,15 @@ impl Registry {
             }
         }
 
+        for h in self
+            .inner
+            .late
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            seen.entry(h.id()).or_insert(h);
+        }
         let mut outcomes = BTreeMap::new();
         for h in seen.values() {
             let report = h.closed().await; // already ended: returns at once
