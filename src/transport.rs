@@ -35,7 +35,7 @@ pub trait Transport:
     + 'static
 {
     /// The library's message type.
-    type Message: Send + 'static;
+    type Message: Send + std::fmt::Debug + 'static;
     /// The library's error type.
     type WsError: std::error::Error + Send + Sync + 'static;
 

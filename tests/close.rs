@@ -1,6 +1,8 @@
 //! SPEC §3 close behaviour over real loopback sockets, in both roles, with exact outcomes,
+// The `flavor_tests!` macro lives in the support module.
 //! metrics and wire frames.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -12,7 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TtCode;
 use wsclose::{Cause, CloseCode, Config, Outcome, Role, State};
 
-use support::pairs::{BOTH, bounded, wrapped_and_raw, wrapped_and_tt};
+use support::flavor::Flavor;
+use support::pairs::bounded;
 use support::raw::OP_TEXT;
 use support::recorder;
 
@@ -36,11 +39,10 @@ async fn drain_tt(peer: &mut support::pairs::Tt) -> Option<CloseFrame> {
     close
 }
 
-#[tokio::test]
-async fn clean_close_started_by_us() {
-    for role in BOTH {
+async fn clean_close_started_by_us<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (ws, mut peer) = wrapped_and_tt(role, &Config::new()).await;
+        let (ws, mut peer) = F::with_tt(role, &Config::new()).await;
         let peer_task = tokio::spawn(async move { drain_tt(&mut peer).await });
         let report = bounded(ws.close(1000, "bye")).await.unwrap();
         assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
@@ -92,11 +94,10 @@ async fn clean_close_started_by_us() {
     }
 }
 
-#[tokio::test]
-async fn clean_close_started_by_peer_is_answered_at_once() {
-    for role in BOTH {
+async fn clean_close_started_by_peer_is_answered_at_once<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (mut ws, mut peer) = wrapped_and_tt(role, &Config::new()).await;
+        let (mut ws, mut peer) = F::with_tt(role, &Config::new()).await;
         let frame = CloseFrame {
             code: TtCode::Away,
             reason: "done".into(),
@@ -108,7 +109,7 @@ async fn clean_close_started_by_peer_is_answered_at_once() {
         });
         // The application reads the Close and then never polls again.
         let msg = bounded(ws.next()).await.unwrap().unwrap();
-        assert!(matches!(msg, Message::Close(Some(ref f)) if u16::from(f.code) == 1001));
+        assert_eq!(F::close_code(&msg), Some(Some(1001)));
         let reply = bounded(peer_task).await.unwrap().expect("peer got a reply");
         assert_eq!(u16::from(reply.code), 1001, "tungstenite echoes the code");
         assert!(
@@ -136,11 +137,10 @@ async fn clean_close_started_by_peer_is_answered_at_once() {
     }
 }
 
-#[tokio::test]
-async fn simultaneous_close_sends_one_frame_each_way() {
-    for role in BOTH {
+async fn simultaneous_close_sends_one_frame_each_way<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let (ws, mut raw) = F::with_raw(role, &Config::new()).await;
         // Both sides send Close before reading the other's.
         raw.send_close(Some(1000), b"raw").await.unwrap();
         let handle = ws.handle();
@@ -176,13 +176,12 @@ async fn simultaneous_close_sends_one_frame_each_way() {
     }
 }
 
-#[tokio::test]
-async fn silent_peer_times_out_at_the_deadline() {
+async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
     let deadline = Duration::from_millis(300);
-    for role in BOTH {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
         let config = Config::new().with_close_timeout(deadline).unwrap();
-        let (ws, mut raw) = wrapped_and_raw(role, &config).await;
+        let (ws, mut raw) = F::with_raw(role, &config).await;
         let tasks = tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks();
@@ -225,11 +224,10 @@ async fn silent_peer_times_out_at_the_deadline() {
     }
 }
 
-#[tokio::test]
-async fn peer_reset_mid_close_is_peer_gone() {
-    for role in BOTH {
+async fn peer_reset_mid_close_is_peer_gone<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let (ws, mut raw) = F::with_raw(role, &Config::new()).await;
         let handle = ws.handle();
         handle.start_close(1000, "").unwrap();
         let frame = raw
@@ -254,11 +252,10 @@ async fn peer_reset_mid_close_is_peer_gone() {
     }
 }
 
-#[tokio::test]
-async fn peer_eof_without_close_is_transport_peer_gone() {
-    for role in BOTH {
+async fn peer_eof_without_close_is_transport_peer_gone<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
         raw.shutdown_write().await.unwrap();
         let err = bounded(ws.next()).await.unwrap().unwrap_err();
         assert!(err.is_connection_error(), "{err}");
@@ -291,15 +288,14 @@ async fn peer_eof_without_close_is_transport_peer_gone() {
     }
 }
 
-#[tokio::test]
-async fn invalid_close_codes_from_the_peer_fail_with_1002() {
-    for role in BOTH {
+async fn invalid_close_codes_from_the_peer_fail_with_1002<F: Flavor>() {
+    for &role in F::ROLES {
         for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
             let (m, _g) = recorder::install();
-            let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+            let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
             raw.send_close(Some(code), b"").await.unwrap();
             let msg = bounded(ws.next()).await.unwrap().unwrap();
-            assert!(msg.is_close());
+            assert!(F::close_code(&msg).is_some());
             let first = raw
                 .read_frame_timeout(Duration::from_secs(5))
                 .await
@@ -360,11 +356,10 @@ async fn invalid_close_codes_from_the_peer_fail_with_1002() {
     }
 }
 
-#[tokio::test]
-async fn invalid_code_in_the_peers_reply_keeps_its_value() {
-    for role in BOTH {
+async fn invalid_code_in_the_peers_reply_keeps_its_value<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let (ws, mut raw) = F::with_raw(role, &Config::new()).await;
         let handle = ws.handle();
         handle.start_close(1000, "").unwrap();
         let frame = raw
@@ -390,18 +385,17 @@ async fn invalid_code_in_the_peers_reply_keeps_its_value() {
     }
 }
 
-#[tokio::test]
-async fn valid_peer_codes_are_counted_under_their_code() {
-    for role in BOTH {
+async fn valid_peer_codes_are_counted_under_their_code<F: Flavor>() {
+    for &role in F::ROLES {
         for (code, label) in [
             (1011u16, "internal_error"),
             (4001, "application"),
             (3000, "library"),
         ] {
             let (m, _g) = recorder::install();
-            let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+            let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
             raw.send_close(Some(code), b"why").await.unwrap();
-            assert!(bounded(ws.next()).await.unwrap().unwrap().is_close());
+            assert!(F::close_code(&bounded(ws.next()).await.unwrap().unwrap()).is_some());
             if role == Role::Client {
                 // The raw server closes TCP once it has the reply.
                 let reply = raw
@@ -425,10 +419,9 @@ async fn valid_peer_codes_are_counted_under_their_code() {
     }
 }
 
-#[tokio::test]
-async fn long_reason_is_cut_at_a_char_boundary() {
-    for role in BOTH {
-        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+async fn long_reason_is_cut_at_a_char_boundary<F: Flavor>() {
+    for &role in F::ROLES {
+        let (ws, mut raw) = F::with_raw(role, &Config::new()).await;
         let reason = "é".repeat(100); // 200 bytes, 2 bytes per char
         let handle = ws.handle();
         handle.start_close(4000, &reason).unwrap();
@@ -444,24 +437,20 @@ async fn long_reason_is_cut_at_a_char_boundary() {
     }
 }
 
-#[tokio::test]
-async fn refused_codes_send_nothing_and_keep_the_connection() {
-    for role in BOTH {
+async fn refused_codes_send_nothing_and_keep_the_connection<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
         for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
             let err = ws.close(code, "x").await.unwrap_err();
             assert!(err.is_invalid_close_code(), "{code}: {err}");
             assert_eq!(err.close_code(), Some(code));
-            let close = Message::Close(Some(CloseFrame {
-                code: TtCode::from(code),
-                reason: "".into(),
-            }));
+            let close = F::close(code, "");
             let err = ws.send(close).await.unwrap_err();
             assert!(err.is_invalid_close_code(), "{code} via the sink: {err}");
         }
         assert_eq!(ws.state(), State::Open);
-        ws.send(Message::text("still open")).await.unwrap();
+        ws.send(F::text("still open")).await.unwrap();
         let frame = raw
             .read_frame_timeout(Duration::from_secs(5))
             .await
@@ -477,27 +466,26 @@ async fn refused_codes_send_nothing_and_keep_the_connection() {
     }
 }
 
-#[tokio::test]
-async fn send_after_close_is_a_typed_error_counted_without_warning() {
-    for role in BOTH {
+async fn send_after_close_is_a_typed_error_counted_without_warning<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
         let (logs, _lg) = support::logs::capture();
-        let (mut ws, peer) = wrapped_and_tt(role, &Config::new()).await;
+        let (mut ws, peer) = F::with_tt(role, &Config::new()).await;
         let peer_task = tokio::spawn(async move {
             let mut peer = peer;
             drain_tt(&mut peer).await
         });
         let report = bounded(ws.close(1000, "")).await.unwrap();
         bounded(peer_task).await.unwrap();
-        let err = ws.send(Message::text("late")).await.unwrap_err();
+        let err = ws.send(F::text("late")).await.unwrap_err();
         assert!(err.is_closed(), "{err}");
         assert_eq!(err.state(), Some(State::Closed));
         assert_eq!(err.report(), Some(&report));
         assert_eq!(err.outcome(), Some(Outcome::Clean));
         // Also while closing: start a close on a fresh connection and send at once.
-        let (mut ws2, _peer2) = wrapped_and_tt(role, &Config::new()).await;
+        let (mut ws2, _peer2) = F::with_tt(role, &Config::new()).await;
         ws2.handle().start_close(1000, "").unwrap();
-        let err = ws2.send(Message::text("racing")).await.unwrap_err();
+        let err = ws2.send(F::text("racing")).await.unwrap_err();
         assert!(err.is_closed());
         assert_eq!(err.state(), Some(State::Closing(Cause::App)));
         assert_eq!(
@@ -519,11 +507,10 @@ async fn send_after_close_is_a_typed_error_counted_without_warning() {
     }
 }
 
-#[tokio::test]
-async fn redundant_closes_return_the_same_report_and_are_counted() {
-    for role in BOTH {
+async fn redundant_closes_return_the_same_report_and_are_counted<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (mut ws, peer) = wrapped_and_tt(role, &Config::new()).await;
+        let (mut ws, peer) = F::with_tt(role, &Config::new()).await;
         tokio::spawn(async move {
             let mut peer = peer;
             drain_tt(&mut peer).await
@@ -549,10 +536,9 @@ async fn redundant_closes_return_the_same_report_and_are_counted() {
     }
 }
 
-#[tokio::test]
-async fn handshake_completes_when_nobody_reads() {
-    for role in BOTH {
-        let (ws, peer) = wrapped_and_tt(role, &Config::new()).await;
+async fn handshake_completes_when_nobody_reads<F: Flavor>() {
+    for &role in F::ROLES {
+        let (ws, peer) = F::with_tt(role, &Config::new()).await;
         tokio::spawn(async move {
             let mut peer = peer;
             drain_tt(&mut peer).await
@@ -565,12 +551,11 @@ async fn handshake_completes_when_nobody_reads() {
     }
 }
 
-#[tokio::test]
-async fn queued_messages_go_out_before_the_close_frame() {
-    for role in BOTH {
-        let (mut ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+async fn queued_messages_go_out_before_the_close_frame<F: Flavor>() {
+    for &role in F::ROLES {
+        let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
         for i in 0..10 {
-            ws.feed(Message::text(format!("m{i}"))).await.unwrap();
+            ws.feed(F::text(&format!("m{i}"))).await.unwrap();
         }
         let handle = ws.handle();
         handle.start_close(1000, "").unwrap();
@@ -601,22 +586,18 @@ async fn queued_messages_go_out_before_the_close_frame() {
     }
 }
 
-#[tokio::test]
-async fn undeliverable_messages_are_counted_as_dropped() {
-    for role in BOTH {
+async fn undeliverable_messages_are_counted_as_dropped<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
         let config = Config::new()
             .with_close_timeout(Duration::from_millis(300))
             .unwrap();
-        let (mut ws, raw) = wrapped_and_raw(role, &config).await;
+        let (mut ws, raw) = F::with_raw(role, &config).await;
         // The raw peer never reads: 20 MiB cannot all leave the machine's socket buffers.
         let big = vec![7u8; 1 << 20];
         for _ in 0..20 {
-            futures_util::Sink::start_send(
-                std::pin::Pin::new(&mut ws),
-                Message::binary(big.clone()),
-            )
-            .unwrap();
+            futures_util::Sink::start_send(std::pin::Pin::new(&mut ws), F::binary(big.clone()))
+                .unwrap();
         }
         let report = bounded(ws.close(1000, "")).await.unwrap();
         assert_eq!(report.outcome, Outcome::Timeout, "{report:?}");
@@ -630,11 +611,10 @@ async fn undeliverable_messages_are_counted_as_dropped() {
     }
 }
 
-#[tokio::test]
-async fn dropping_every_handle_closes_with_going_away() {
-    for role in BOTH {
+async fn dropping_every_handle_closes_with_going_away<F: Flavor>() {
+    for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (ws, mut raw) = wrapped_and_raw(role, &Config::new()).await;
+        let (ws, mut raw) = F::with_raw(role, &Config::new()).await;
         let handle = ws.handle();
         drop(ws);
         let frame = raw
@@ -660,3 +640,23 @@ async fn dropping_every_handle_closes_with_going_away() {
         m.assert_balanced(r(role));
     }
 }
+
+flavor_tests!(
+    clean_close_started_by_us,
+    clean_close_started_by_peer_is_answered_at_once,
+    simultaneous_close_sends_one_frame_each_way,
+    silent_peer_times_out_at_the_deadline,
+    peer_reset_mid_close_is_peer_gone,
+    peer_eof_without_close_is_transport_peer_gone,
+    invalid_close_codes_from_the_peer_fail_with_1002,
+    invalid_code_in_the_peers_reply_keeps_its_value,
+    valid_peer_codes_are_counted_under_their_code,
+    long_reason_is_cut_at_a_char_boundary,
+    refused_codes_send_nothing_and_keep_the_connection,
+    send_after_close_is_a_typed_error_counted_without_warning,
+    redundant_closes_return_the_same_report_and_are_counted,
+    handshake_completes_when_nobody_reads,
+    queued_messages_go_out_before_the_close_frame,
+    undeliverable_messages_are_counted_as_dropped,
+    dropping_every_handle_closes_with_going_away,
+);

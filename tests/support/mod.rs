@@ -13,3 +13,4 @@ pub mod pairs;
 pub mod proxy;
 pub mod raw;
 pub mod recorder;
+pub mod flavor;
