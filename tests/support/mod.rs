@@ -8,9 +8,9 @@
 //! for readability although a test binary exports nothing, hence `unreachable_pub`.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod flavor;
 pub mod logs;
 pub mod pairs;
 pub mod proxy;
 pub mod raw;
 pub mod recorder;
-pub mod flavor;
