@@ -188,7 +188,11 @@ impl<T: Transport> Shared<T> {
         let closer = Closer::new(self.clone(), &plan, io.pending);
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(closer.run(io, plan).instrument(self.span.clone()));
+                rt.spawn(
+                    closer
+                        .run(io, plan)
+                        .instrument(telemetry::close_span(&self.span)),
+                );
             }
             Err(_) => {
                 // No runtime to run a handshake on (a handle dropped outside Tokio): terminate

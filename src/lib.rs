@@ -62,6 +62,10 @@
 //!
 //! - `prometheus`: [`prometheus::install`], a one-liner that installs
 //!   metrics-exporter-prometheus with this crate's histogram buckets.
+//! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
+//!   `Meter` (semantic-convention names, units, attributes, the same buckets), alone or next to
+//!   the `metrics` facade; spans export through `tracing-opentelemetry`. See
+//!   `docs/opentelemetry.md`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod classify;
@@ -79,6 +83,10 @@ mod transport;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
+
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

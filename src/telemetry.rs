@@ -1,6 +1,12 @@
 //! The one recording point: every metric and every log event of this crate is emitted here.
 //!
 //! Events are rare (an open, an end, a refused send); nothing here runs per message.
+//!
+//! Each event is decided once, here, as a list of [`Update`]s (which series moves, by how
+//! much, with which facts). Every installed backend renders the same list: the `metrics` facade
+//! (a no-op until a recorder is installed) and, with the `otel` feature, the OpenTelemetry
+//! instruments of [`crate::otel`] (skipped at the cost of one atomic load until
+//! `otel::install` is called).
 
 use std::sync::Once;
 
@@ -9,7 +15,7 @@ use metrics::{
 };
 use tracing::{Level, Span};
 
-use crate::{CloseCode, CloseReport, Role, State};
+use crate::{Cause, CloseCode, CloseReport, Outcome, Role, State};
 
 /// Series names, as exported to Prometheus (SPEC §5).
 pub mod names {
@@ -57,6 +63,24 @@ pub const CONNECTION_DURATION_BUCKETS: &[f64] = &[
     0.01, 0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
+/// HELP text (Prometheus) and description (OpenTelemetry) of every instrument, shared by both.
+pub(crate) mod help {
+    pub(crate) const CONNECTIONS_ACTIVE: &str = "WebSocket connections currently open or closing.";
+    pub(crate) const CONNECTIONS_OPENED: &str = "WebSocket connections opened (wrapped).";
+    pub(crate) const CLOSES: &str = "WebSocket connection ends, by who started the end (cause), how it ended (outcome) and whether that is expected.";
+    pub(crate) const CLOSE_DURATION: &str =
+        "Time from the first Close frame sent or received to the transport closed.";
+    pub(crate) const CONNECTION_DURATION: &str = "Time from connection open to transport closed.";
+    pub(crate) const CLOSE_FRAMES: &str =
+        "Close frames on the wire, by direction (sent/received) and close code class.";
+    pub(crate) const CLOSE_REDUNDANT: &str =
+        "Close requests on a connection that was already closing or closed (no-ops).";
+    pub(crate) const SEND_AFTER_CLOSE: &str =
+        "Sends refused because the connection was closing or closed.";
+    pub(crate) const MESSAGES_DROPPED: &str =
+        "Messages accepted for sending that were never confirmed delivered.";
+}
+
 /// Registers HELP text and units for every series with the installed `metrics` recorder.
 ///
 /// [`prometheus::install`](crate::prometheus::install) calls this for you; call it yourself
@@ -64,69 +88,180 @@ pub const CONNECTION_DURATION_BUCKETS: &[f64] = &[
 /// connection, for recorders installed before that.
 pub fn describe_metrics() {
     use names::*;
-    describe_gauge!(
-        CONNECTIONS_ACTIVE,
-        Unit::Count,
-        "WebSocket connections currently open or closing."
-    );
-    describe_counter!(
-        CONNECTIONS_OPENED,
-        Unit::Count,
-        "WebSocket connections opened (wrapped)."
-    );
-    describe_counter!(
-        CLOSES,
-        Unit::Count,
-        "WebSocket connection ends, by who started the end (cause), how it ended (outcome) and whether that is expected."
-    );
-    describe_histogram!(
-        CLOSE_DURATION,
-        Unit::Seconds,
-        "Time from the first Close frame sent or received to the transport closed."
-    );
+    describe_gauge!(CONNECTIONS_ACTIVE, Unit::Count, help::CONNECTIONS_ACTIVE);
+    describe_counter!(CONNECTIONS_OPENED, Unit::Count, help::CONNECTIONS_OPENED);
+    describe_counter!(CLOSES, Unit::Count, help::CLOSES);
+    describe_histogram!(CLOSE_DURATION, Unit::Seconds, help::CLOSE_DURATION);
     describe_histogram!(
         CONNECTION_DURATION,
         Unit::Seconds,
-        "Time from connection open to transport closed."
+        help::CONNECTION_DURATION
     );
-    describe_counter!(
-        CLOSE_FRAMES,
-        Unit::Count,
-        "Close frames on the wire, by direction (sent/received) and close code class."
-    );
-    describe_counter!(
-        CLOSE_REDUNDANT,
-        Unit::Count,
-        "Close requests on a connection that was already closing or closed (no-ops)."
-    );
-    describe_counter!(
-        SEND_AFTER_CLOSE,
-        Unit::Count,
-        "Sends refused because the connection was closing or closed."
-    );
-    describe_counter!(
-        MESSAGES_DROPPED,
-        Unit::Count,
-        "Messages accepted for sending that were never confirmed delivered."
-    );
+    describe_counter!(CLOSE_FRAMES, Unit::Count, help::CLOSE_FRAMES);
+    describe_counter!(CLOSE_REDUNDANT, Unit::Count, help::CLOSE_REDUNDANT);
+    describe_counter!(SEND_AFTER_CLOSE, Unit::Count, help::SEND_AFTER_CLOSE);
+    describe_counter!(MESSAGES_DROPPED, Unit::Count, help::MESSAGES_DROPPED);
+}
+
+/// One instrument update, with the facts its labels are made of. Decided once per event by
+/// the functions below; rendered by every backend (label names differ per backend, the
+/// values and the label *sets* are SPEC §5's).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Update {
+    /// `connections.opened` += 1.
+    Opened(Role),
+    /// `connections.active` += delta (±1).
+    Active(Role, i64),
+    /// `closes` += 1.
+    Closed {
+        role: Role,
+        cause: Cause,
+        outcome: Outcome,
+    },
+    /// `close.duration` observation.
+    CloseDuration {
+        role: Role,
+        outcome: Outcome,
+        seconds: f64,
+    },
+    /// `connection.duration` observation.
+    ConnectionDuration {
+        role: Role,
+        outcome: Outcome,
+        seconds: f64,
+    },
+    /// `close.frames` += 1.
+    CloseFrame {
+        role: Role,
+        direction: Direction,
+        code: CloseCode,
+    },
+    /// `close.redundant` += n.
+    Redundant(Role, u64),
+    /// `send_after_close` += n.
+    SendAfterClose(Role, u64),
+    /// `messages.dropped` += n.
+    Dropped(Role, u64),
+}
+
+/// Which way a Close frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Sent,
+    Received,
+}
+
+impl Direction {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        }
+    }
+}
+
+const fn expected_label(outcome: Outcome) -> &'static str {
+    if outcome.is_expected() {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// The `metrics` facade backend: SPEC §5's Prometheus names and labels. A no-op (one atomic
+/// load in the facade) when no recorder is installed.
+fn facade(u: Update) {
+    match u {
+        Update::Opened(role) => {
+            counter!(names::CONNECTIONS_OPENED, "role" => role.as_str()).increment(1);
+        }
+        Update::Active(role, delta) => {
+            gauge!(names::CONNECTIONS_ACTIVE, "role" => role.as_str()).increment(delta as f64);
+        }
+        Update::Closed {
+            role,
+            cause,
+            outcome,
+        } => counter!(
+            names::CLOSES,
+            "role" => role.as_str(),
+            "cause" => cause.as_str(),
+            "outcome" => outcome.as_str(),
+            "expected" => expected_label(outcome),
+        )
+        .increment(1),
+        Update::CloseDuration {
+            role,
+            outcome,
+            seconds,
+        } => histogram!(names::CLOSE_DURATION, "role" => role.as_str(), "outcome" => outcome.as_str())
+            .record(seconds),
+        Update::ConnectionDuration {
+            role,
+            outcome,
+            seconds,
+        } => histogram!(names::CONNECTION_DURATION, "role" => role.as_str(), "outcome" => outcome.as_str())
+            .record(seconds),
+        Update::CloseFrame {
+            role,
+            direction,
+            code,
+        } => counter!(
+            names::CLOSE_FRAMES,
+            "role" => role.as_str(),
+            "direction" => direction.as_str(),
+            "code" => code.as_str(),
+        )
+        .increment(1),
+        Update::Redundant(role, n) => {
+            counter!(names::CLOSE_REDUNDANT, "role" => role.as_str()).increment(n);
+        }
+        Update::SendAfterClose(role, n) => {
+            counter!(names::SEND_AFTER_CLOSE, "role" => role.as_str()).increment(n);
+        }
+        Update::Dropped(role, n) => {
+            counter!(names::MESSAGES_DROPPED, "role" => role.as_str()).increment(n);
+        }
+    }
+}
+
+/// The backends installed in this process, looked up once per event.
+struct Backends {
+    #[cfg(feature = "otel")]
+    otel: Option<&'static crate::otel::Instruments>,
+}
+
+impl Backends {
+    /// At most one atomic load (the OpenTelemetry `OnceLock`).
+    #[inline]
+    fn get() -> Self {
+        Backends {
+            #[cfg(feature = "otel")]
+            otel: crate::otel::instruments(),
+        }
+    }
+
+    fn apply(&self, u: Update) {
+        facade(u);
+        #[cfg(feature = "otel")]
+        if let Some(otel) = self.otel {
+            otel.apply(u);
+        }
+    }
 }
 
 static DESCRIBE_ONCE: Once = Once::new();
 
 pub(crate) fn on_open(role: Role) {
     DESCRIBE_ONCE.call_once(describe_metrics);
-    let role = role.as_str();
-    counter!(names::CONNECTIONS_OPENED, "role" => role).increment(1);
-    gauge!(names::CONNECTIONS_ACTIVE, "role" => role).increment(1.0);
+    let b = Backends::get();
+    b.apply(Update::Opened(role));
+    b.apply(Update::Active(role, 1));
     // Rare-event counters exist from the first connection on, at 0, so `increase()` and
     // alerts see their first event rather than a series appearing out of nowhere.
-    for name in [
-        names::CLOSE_REDUNDANT,
-        names::SEND_AFTER_CLOSE,
-        names::MESSAGES_DROPPED,
-    ] {
-        counter!(name, "role" => role).increment(0);
-    }
+    b.apply(Update::Redundant(role, 0));
+    b.apply(Update::SendAfterClose(role, 0));
+    b.apply(Update::Dropped(role, 0));
 }
 
 /// Everything known about an end, for metrics and the end event.
@@ -140,33 +275,45 @@ pub(crate) struct End<'a> {
 
 pub(crate) fn on_end(end: &End<'_>) {
     let r = end.report;
-    let role = end.role.as_str();
-    let outcome = r.outcome.as_str();
-    counter!(
-        names::CLOSES,
-        "role" => role,
-        "cause" => r.cause.as_str(),
-        "outcome" => outcome,
-        "expected" => if r.outcome.is_expected() { "true" } else { "false" },
-    )
-    .increment(1);
-    for (direction, code) in [("sent", r.code_sent), ("received", r.code_received)] {
+    let role = end.role;
+    let outcome = r.outcome;
+    let b = Backends::get();
+    b.apply(Update::Closed {
+        role,
+        cause: r.cause,
+        outcome,
+    });
+    for (direction, code) in [
+        (Direction::Sent, r.code_sent),
+        (Direction::Received, r.code_received),
+    ] {
         if let Some(code) = code {
-            counter!(names::CLOSE_FRAMES, "role" => role, "direction" => direction, "code" => code.as_str())
-                .increment(1);
+            b.apply(Update::CloseFrame {
+                role,
+                direction,
+                code,
+            });
         }
     }
     if let Some(d) = r.close_duration {
-        histogram!(names::CLOSE_DURATION, "role" => role, "outcome" => outcome)
-            .record(d.as_secs_f64());
+        b.apply(Update::CloseDuration {
+            role,
+            outcome,
+            seconds: d.as_secs_f64(),
+        });
     }
-    histogram!(names::CONNECTION_DURATION, "role" => role, "outcome" => outcome)
-        .record(r.connection_duration.as_secs_f64());
+    b.apply(Update::ConnectionDuration {
+        role,
+        outcome,
+        seconds: r.connection_duration.as_secs_f64(),
+    });
     if r.messages_dropped > 0 {
-        counter!(names::MESSAGES_DROPPED, "role" => role).increment(r.messages_dropped);
+        b.apply(Update::Dropped(role, r.messages_dropped));
     }
-    gauge!(names::CONNECTIONS_ACTIVE, "role" => role).decrement(1.0);
+    b.apply(Update::Active(role, -1));
 
+    record_close_span(r);
+    let outcome = outcome.as_str();
     let code_sent = r.code_sent.map(CloseCode::as_str);
     let code_received = r.code_received.map(CloseCode::as_str);
     let duration_ms = r.connection_duration.as_millis() as u64;
@@ -199,11 +346,68 @@ pub(crate) fn on_end(end: &End<'_>) {
 }
 
 pub(crate) fn on_redundant_close(role: Role, state: State, span: &Span) {
-    counter!(names::CLOSE_REDUNDANT, "role" => role.as_str()).increment(1);
+    Backends::get().apply(Update::Redundant(role, 1));
     tracing::debug!(target: "wsclose", parent: span, state = %state, "close requested on a connection already closing or closed");
 }
 
 pub(crate) fn on_send_after_close(role: Role, state: State, span: &Span) {
-    counter!(names::SEND_AFTER_CLOSE, "role" => role.as_str()).increment(1);
+    Backends::get().apply(Update::SendAfterClose(role, 1));
     tracing::debug!(target: "wsclose", parent: span, state = %state, "send refused: connection closing or closed");
+}
+
+/// Name of the close task's span, a child of the connection's `websocket` span.
+pub(crate) const CLOSE_SPAN: &str = "websocket.close";
+
+/// The span the close task runs in: from the moment the close begins (first Close frame, a
+/// fatal error, or the transport's end) until the transport is closed, so a slow close is
+/// visible in a trace viewer. Its attributes are recorded at the end by [`on_end`]; the field
+/// names follow the OpenTelemetry attribute names of [`crate::otel`]-style instruments, and
+/// `otel.status_code` marks unexpected ends as errors for `tracing-opentelemetry`.
+pub(crate) fn close_span(connection: &Span) -> Span {
+    tracing::debug_span!(
+        target: "wsclose",
+        parent: connection,
+        "websocket.close",
+        "websocket.close.cause" = tracing::field::Empty,
+        "websocket.close.outcome" = tracing::field::Empty,
+        "websocket.close.expected" = tracing::field::Empty,
+        "websocket.close.code.sent" = tracing::field::Empty,
+        "websocket.close.code.received" = tracing::field::Empty,
+        "websocket.close.code.received_value" = tracing::field::Empty,
+        "websocket.messages.dropped" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "otel.status_code" = tracing::field::Empty,
+    )
+}
+
+/// Records the end on the close span. `on_end` runs inside the close task (or in its drop,
+/// which `Instrumented` also enters), so the current span is this connection's close span;
+/// an end decided without a close task (no runtime) has none, and nothing is recorded.
+fn record_close_span(r: &CloseReport) {
+    let span = Span::current();
+    if !span
+        .metadata()
+        .is_some_and(|m| m.name() == CLOSE_SPAN && m.target() == "wsclose")
+    {
+        return;
+    }
+    span.record("websocket.close.cause", r.cause.as_str());
+    span.record("websocket.close.outcome", r.outcome.as_str());
+    span.record("websocket.close.expected", r.outcome.is_expected());
+    if let Some(code) = r.code_sent {
+        span.record("websocket.close.code.sent", code.as_str());
+    }
+    if let Some(code) = r.code_received {
+        span.record("websocket.close.code.received", code.as_str());
+        if let Some(value) = code.code() {
+            span.record("websocket.close.code.received_value", i64::from(value));
+        }
+    }
+    span.record("websocket.messages.dropped", r.messages_dropped);
+    if r.outcome != Outcome::Clean {
+        span.record("error.type", r.outcome.as_str());
+    }
+    if !r.outcome.is_expected() {
+        span.record("otel.status_code", "error");
+    }
 }

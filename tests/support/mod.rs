@@ -10,7 +10,9 @@
 
 pub mod flavor;
 pub mod logs;
+pub mod otlp_receiver;
 pub mod pairs;
 pub mod proxy;
 pub mod raw;
 pub mod recorder;
+pub mod scenarios;
