@@ -401,7 +401,7 @@ async fn slow_reader(peer: Peer) {
         "{}",
         s.m.dump()
     );
-    let took = r.close_duration.unwrap_or_else(|| r.connection_duration);
+    let took = r.close_duration.unwrap_or(r.connection_duration);
     assert!(
         took >= deadline && took < deadline + Duration::from_millis(500),
         "{r:?}"

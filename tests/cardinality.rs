@@ -1,0 +1,232 @@
+//! Label cardinality under hostile input: 10,000 peers sending random close codes (every u16,
+//! and none) and random reasons (random bytes, UTF-8 with control characters, unique strings)
+//! leave the number of `websocket_*` series within the bound SPEC §4/§5 implies
+//! (docs/security.md derives it: 170 label sets, 506 Prometheus series).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::{TcpListener, TcpStream};
+use wsclose::{CODE_LABELS, Cause, Config, Outcome, Role};
+
+use support::pairs::bounded;
+use support::raw::RawPeer;
+use support::recorder;
+
+/// A deterministic xorshift64* generator: the same peers every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One hostile peer: a raw frame-level endpoint that closes with `payload` as its Close frame
+/// payload, reads one frame back, and hangs up.
+async fn hostile(role: Role, rng: &mut Rng, config: &Config) -> wsclose::Handle {
+    let code = match rng.below(6) {
+        0 | 1 => Some(rng.below(65536) as u16),
+        2 => Some(1000 + rng.below(16) as u16),
+        3 => Some(2990 + rng.below(2020) as u16),
+        4 => None,
+        _ => Some(rng.below(1100) as u16),
+    };
+    let reason: Vec<u8> = match rng.below(3) {
+        0 => (0..rng.below(124)).map(|_| rng.next() as u8).collect(),
+        1 => {
+            let pool = [
+                "\n",
+                "\r",
+                "\u{1b}[31m",
+                "\u{202e}",
+                "\t",
+                "é",
+                "日",
+                "x",
+                "\\",
+                "\0",
+                "%s",
+            ];
+            let mut s = String::new();
+            while s.len() < rng.below(123) as usize {
+                s.push_str(pool[rng.below(pool.len() as u64) as usize]);
+            }
+            let mut end = s.len().min(123);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.into_bytes()
+        }
+        _ => format!("reason-{}", rng.next()).into_bytes(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ws, mut raw) = match role {
+        Role::Server => {
+            let (ws, raw) = tokio::join!(
+                async {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    tokio_tungstenite::accept_async(tcp).await.unwrap()
+                },
+                RawPeer::connect(addr)
+            );
+            (config.server(ws), raw.unwrap())
+        }
+        _ => {
+            let (raw, ws) = tokio::join!(RawPeer::accept(&listener), async {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+                    .await
+                    .unwrap()
+                    .0
+            });
+            (config.client(ws), raw.unwrap())
+        }
+    };
+    let handle = ws.handle();
+    tokio::spawn(async move {
+        let mut ws = ws;
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    tokio::spawn(async move {
+        match code {
+            Some(c) => {
+                let _ = raw.send_close(Some(c), &reason).await;
+            }
+            None if reason.is_empty() => {
+                let _ = raw.send_close(None, b"").await;
+            }
+            // A one-byte Close payload: not even a whole code.
+            None => {
+                let _ = raw
+                    .send_frame(true, support::raw::OP_CLOSE, &reason[..1])
+                    .await;
+            }
+        }
+        let _ = raw.read_frame_timeout(Duration::from_millis(500)).await;
+    });
+    handle
+}
+
+#[tokio::test]
+async fn ten_thousand_hostile_peers_stay_within_the_series_bound() {
+    const PEERS: usize = 10_000;
+    const BATCH: usize = 250;
+    let (m, _g) = recorder::install();
+    let config = Config::new()
+        .with_close_timeout(Duration::from_millis(500))
+        .unwrap();
+    let mut rng = Rng(0x0005_EED0_FC10_5E00);
+    for batch in 0..PEERS / BATCH {
+        let mut handles = Vec::with_capacity(BATCH);
+        for i in 0..BATCH {
+            let role = if (batch + i) % 2 == 0 {
+                Role::Server
+            } else {
+                Role::Client
+            };
+            handles.push(hostile(role, &mut rng, &config).await);
+        }
+        for h in handles {
+            bounded(h.closed()).await;
+        }
+    }
+    // Every series of this crate, grouped by name, with its label set.
+    let dump = m.dump();
+    let mut series: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for line in dump.lines().filter(|l| l.starts_with("websocket_")) {
+        let key = line.split(" = ").next().unwrap();
+        let (name, labels) = key.split_once('{').unwrap();
+        series
+            .entry(name)
+            .or_default()
+            .insert(labels.trim_end_matches('}'));
+    }
+    let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+    let causes: Vec<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
+    let mut codes_seen = BTreeSet::new();
+    for (name, sets) in &series {
+        for set in sets {
+            let labels: BTreeMap<&str, &str> = set
+                .split(',')
+                .map(|kv| kv.split_once('=').unwrap())
+                .collect();
+            assert!(
+                ["server", "client"].contains(&labels["role"]),
+                "{name}{{{set}}}"
+            );
+            if let Some(o) = labels.get("outcome") {
+                assert!(outcomes.contains(o), "{name}{{{set}}}");
+            }
+            if let Some(c) = labels.get("cause") {
+                assert!(causes.contains(c), "{name}{{{set}}}");
+            }
+            if let Some(e) = labels.get("expected") {
+                let o: &Outcome = Outcome::ALL
+                    .iter()
+                    .find(|o| o.as_str() == labels["outcome"])
+                    .unwrap();
+                assert_eq!(*e, o.is_expected().to_string(), "{name}{{{set}}}");
+            }
+            if let Some(d) = labels.get("direction") {
+                assert!(["sent", "received"].contains(d), "{name}{{{set}}}");
+            }
+            if let Some(c) = labels.get("code") {
+                assert!(CODE_LABELS.contains(c), "{name}{{{set}}}");
+                codes_seen.insert(*c);
+            }
+            let allowed: &[&str] = match *name {
+                "websocket_closes_total" => &["role", "cause", "outcome", "expected"],
+                "websocket_close_duration_seconds" | "websocket_connection_duration_seconds" => {
+                    &["role", "outcome"]
+                }
+                "websocket_close_frames_total" => &["role", "direction", "code"],
+                _ => &["role"],
+            };
+            assert!(
+                labels.keys().all(|k| allowed.contains(k)),
+                "{name}{{{set}}}"
+            );
+        }
+    }
+    // The bound per name (both roles), from SPEC §4/§5; docs/security.md derives it.
+    let bound = |name: &str| match name {
+        "websocket_closes_total" => 2 * 6 * 6,
+        "websocket_close_duration_seconds" | "websocket_connection_duration_seconds" => 2 * 6,
+        "websocket_close_frames_total" => 2 * 2 * 16,
+        _ => 2,
+    };
+    let mut total = 0;
+    for (name, sets) in &series {
+        assert!(
+            sets.len() <= bound(name),
+            "{name}: {} label sets: {sets:?}",
+            sets.len()
+        );
+        total += sets.len();
+    }
+    assert!(total <= 170, "{total} label sets");
+    // The peers did exercise the label space: many code classes, both roles.
+    assert!(codes_seen.len() >= 12, "{codes_seen:?}");
+    assert_eq!(
+        m.counter_sum("websocket_connections_opened_total", &[]),
+        PEERS as u64
+    );
+    m.assert_balanced("server");
+    m.assert_balanced("client");
+    eprintln!(
+        "{total} label sets after {PEERS} hostile peers: {:?}",
+        series.iter().map(|(n, s)| (n, s.len())).collect::<Vec<_>>()
+    );
+}
