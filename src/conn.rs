@@ -131,11 +131,16 @@ impl Plan {
             None => CloseCode::NoStatus,
             Some((c, _)) => CloseCode::Valid(c),
         };
+        // A substituted frame carries tungstenite's reason, not the peer's: report none.
+        let reason = match code {
+            CloseCode::Invalid(None) => None,
+            _ => frame.map(|(_, r)| sanitize_reason(r)),
+        };
         Plan {
             cause: Cause::Peer,
             send: None,
             reply: Some(reply),
-            received: Some((code, frame.map(|(_, r)| sanitize_reason(r)))),
+            received: Some((code, reason)),
             preset: None,
             drain: true,
             budget: None,

@@ -313,6 +313,10 @@ async fn invalid_close_codes_from_the_peer_fail_with_1002<F: Flavor>() {
             assert_eq!(report.cause, Cause::Peer);
             assert_eq!(report.code_received, Some(CloseCode::Invalid(None)));
             assert_eq!(report.code_sent, Some(CloseCode::Valid(1002)));
+            assert_eq!(
+                report.reason_received, None,
+                "tungstenite's substitute is not the peer's"
+            );
             assert!(
                 report.close_duration.unwrap() < Duration::from_secs(1),
                 "{report:?}"
