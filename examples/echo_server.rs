@@ -3,7 +3,7 @@
 //! Run it with:
 //!
 //! ```sh
-//! cargo run --example echo_server --features prometheus -- --listen 127.0.0.1:9001 --metrics 127.0.0.1:9898
+//! cargo run --example echo_server -- --listen 127.0.0.1:9001 --metrics 127.0.0.1:9898
 //! ```
 //!
 //! Then connect any WebSocket client to `ws://127.0.0.1:9001/`. Text and binary messages are

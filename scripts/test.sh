@@ -40,6 +40,8 @@ step "tools" ensure_nextest
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy (all features)" cargo clippy --all-targets --all-features -- -D warnings
 step "cargo clippy (no default features)" cargo clippy --lib --tests --no-default-features -- -D warnings
+step "cargo check (each optional feature alone)" sh -c \
+  'for f in axum otel; do cargo check --quiet --lib --no-default-features --features $f || exit 1; done'
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 step "tests (all features)" cargo nextest run --all-features --no-fail-fast
 step "tests (default features)" cargo nextest run --no-fail-fast
@@ -47,6 +49,7 @@ step "doc tests" cargo test --doc --all-features
 step "loom model of the close gate" \
   env LOOM_MAX_PREEMPTIONS=3 cargo test --release --manifest-path loom/Cargo.toml
 step "dashboards, rules and runbook" scripts/check-dashboards.sh
+step "the demo (10 s run, /metrics, graceful shutdown)" scripts/demo-check.sh
 
 echo
 if [ "$failed" -gt 0 ]; then
