@@ -12,7 +12,8 @@
 //! Flags: `--listen ADDR` (default `127.0.0.1:9001`), `--metrics ADDR` (default
 //! `127.0.0.1:9898`, serves `/metrics`), `--clients N` (default 24), `--duration SECS` (run that
 //! long, then shut down gracefully and exit 0; without it, run until SIGTERM or Ctrl-C), and
-//! `--server-only` (no fleet).
+//! `--server-only` (no fleet), `--healthy` (only the scenarios a healthy service sees: no
+//! silent peers, keepalive timeouts or protocol errors; used by the alerting end-to-end test).
 //!
 //! The server echoes text and binary messages and understands two control messages:
 //! `!close CODE [REASON]` (the server closes with that code and reason) and `!race` (the server
@@ -57,6 +58,7 @@ struct Args {
     clients: usize,
     duration: Option<Duration>,
     server_only: bool,
+    healthy: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         clients: 24,
         duration: None,
         server_only: false,
+        healthy: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
                 args.duration = Some(Duration::from_secs_f64(secs));
             }
             "--server-only" => args.server_only = true,
+            "--healthy" => args.healthy = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -90,8 +94,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-const USAGE: &str =
-    "usage: demo [--listen ADDR] [--metrics ADDR] [--clients N] [--duration SECS] [--server-only]";
+const USAGE: &str = "usage: demo [--listen ADDR] [--metrics ADDR] [--clients N] [--duration SECS] [--server-only] [--healthy]";
 
 /// What the server saw end, for the periodic table: from each connection's `CloseReport`.
 #[derive(Default)]
@@ -194,6 +197,9 @@ async fn drain<S: StreamExt + Unpin>(ws: &mut S) {
 }
 
 const SCENARIOS: usize = 9;
+/// The scenarios that end as a healthy service's connections do: no silent peers, no keepalive
+/// timeouts, no protocol errors (so no alert should fire).
+const HEALTHY: [usize; 6] = [0, 1, 2, 3, 6, 8];
 
 async fn scenario(n: usize, addr: SocketAddr, client: &Config, long: Duration) -> Option<()> {
     match n % SCENARIOS {
@@ -260,7 +266,7 @@ async fn scenario(n: usize, addr: SocketAddr, client: &Config, long: Duration) -
     Some(())
 }
 
-async fn fleet(id: usize, addr: SocketAddr, long: Duration, stop: Arc<AtomicBool>) {
+async fn fleet(id: usize, addr: SocketAddr, long: Duration, stop: Arc<AtomicBool>, healthy: bool) {
     let client = Config::new()
         .with_close_timeout(Duration::from_secs(1))
         .expect("valid");
@@ -268,7 +274,11 @@ async fn fleet(id: usize, addr: SocketAddr, long: Duration, stop: Arc<AtomicBool
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let n = id + round;
+        let n = if healthy {
+            HEALTHY[(id + round) % HEALTHY.len()]
+        } else {
+            id + round
+        };
         if scenario(n, addr, &client, long).await.is_none() {
             tokio::time::sleep(Duration::from_millis(200)).await; // server gone or draining
         }
@@ -326,7 +336,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.server_only {
         for id in 0..args.clients {
             let long = lifetime + Duration::from_secs(1);
-            clients.spawn(fleet(id, args.listen, long, fleet_stop.clone()));
+            clients.spawn(fleet(
+                id,
+                args.listen,
+                long,
+                fleet_stop.clone(),
+                args.healthy,
+            ));
         }
     }
 

@@ -1,4 +1,5 @@
-//! axum: `serve(..).with_graceful_shutdown(registry.graceful(..))` returns only once every
+//! axum with 1,000 real clients: `serve(..).with_graceful_shutdown(registry.graceful(..))`
+//! returns only once every
 //! upgraded WebSocket has been closed with 1001.
 
 mod support;
@@ -18,7 +19,7 @@ use support::recorder;
 
 #[tokio::test]
 async fn serve_returns_only_when_every_socket_is_closed() {
-    const CLIENTS: usize = 50;
+    const CLIENTS: usize = 1000;
     let (m, _g) = recorder::install();
     let registry = Registry::new();
     let config = Config::new().with_registry(registry.clone());
