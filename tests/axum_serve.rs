@@ -1,6 +1,5 @@
 //! axum with 1,000 real clients: `serve(..).with_graceful_shutdown(registry.graceful(..))`
-//! returns only once every
-//! upgraded WebSocket has been closed with 1001.
+//! returns only once every upgraded WebSocket has been closed with 1001.
 
 mod support;
 
