@@ -1,0 +1,1222 @@
+//! Side-by-side benchmarks: raw tokio-tungstenite against wsclose, measured in the same run over
+//! loopback TCP, raw and wsclose interleaved (A/B/B/A…) and reported as medians.
+//!
+//! ```sh
+//! cargo bench --bench compare -- --quick          # the documented run (< 5 min on 2 cores)
+//! cargo bench --bench compare                     # more repetitions
+//! WSCLOSE_BENCH_SMOKE=1 cargo bench --bench compare   # seconds; checks the harness, not speed
+//! WSCLOSE_BENCH_ONLY=echo cargo bench --bench compare -- --quick   # a subset (for profiling)
+//! ```
+//!
+//! Every benchmark prints one line in a fixed form that scripts read:
+//!
+//! ```text
+//! compare <name> raw=<value><unit> wsclose=<value><unit> cost_ratio=<x.xxx> [extra=<n> …]
+//! ```
+//!
+//! `cost_ratio` is wsclose's cost over raw's (time per message, latency, wall time or bytes):
+//! above 1 means wsclose is slower or bigger. For rates it is the median of the per-repetition
+//! ratios of back-to-back raw/wsclose pairs, which cancels drift better than the ratio of the
+//! two medians printed beside it. For the instrumentation lines `raw=` is wsclose with no
+//! `metrics` recorder and `wsclose=` is wsclose with the Prometheus recorder installed.
+//!
+//! "raw" is plain tokio-tungstenite on both ends; "wsclose" wraps both ends (server and client
+//! roles), except the memory and instrumentation rows, which wrap the server end only so that
+//! the numbers are per wrapped connection. See `docs/performance.md`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use futures_util::future::join_all;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::io::DuplexStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TtCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as TtRole};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use wsclose::{Handle, WebSocket};
+
+type Tt = WebSocketStream<TcpStream>;
+type Ws = WebSocket<Tt>;
+
+/// Measures the cost of a stretch of work on a current-thread runtime: the CPU time of this
+/// thread (every task, both ends of every connection and the kernel's loopback work run on
+/// it), or wall time with `WSCLOSE_BENCH_CLOCK=wall`. CPU time is what the rates report by
+/// default: on a shared 2-core machine it is far less disturbed by other processes than wall
+/// time, and with everything on one thread it equals wall time on an idle machine.
+struct Timer {
+    wall: Instant,
+    cpu: cpu_time::ThreadTime,
+}
+
+impl Timer {
+    fn start() -> Timer {
+        Timer {
+            wall: Instant::now(),
+            cpu: cpu_time::ThreadTime::now(),
+        }
+    }
+
+    fn secs(&self) -> f64 {
+        let cpu = self.cpu.elapsed();
+        if use_wall_clock() {
+            self.wall.elapsed().as_secs_f64()
+        } else {
+            cpu.as_secs_f64()
+        }
+    }
+}
+
+fn use_wall_clock() -> bool {
+    static WALL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WALL.get_or_init(|| std::env::var("WSCLOSE_BENCH_CLOCK").is_ok_and(|v| v == "wall"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modes and sizes
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// `WSCLOSE_BENCH_SMOKE=1`: tiny sizes; proves the harness works and every line prints.
+    Smoke,
+    /// `-- --quick`: the documented run.
+    Quick,
+    /// No flag: more repetitions and samples.
+    Full,
+}
+
+#[derive(Debug)]
+struct Plan {
+    mode: Mode,
+    /// Raw/wsclose pairs of repetitions for the rate benchmarks.
+    reps: usize,
+    echo_round_trips: usize,
+    echo_round_trips_per_conn_64: usize,
+    send_small: usize,
+    send_large: usize,
+    close_samples: usize,
+    storm_conns: usize,
+    storm_reps: usize,
+    memory_conns: usize,
+    memory_reps: usize,
+    instr_closes: usize,
+    instr_messages: usize,
+    instr_reps: usize,
+    only: Option<String>,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let smoke = std::env::var("WSCLOSE_BENCH_SMOKE").is_ok_and(|v| v != "0" && !v.is_empty());
+        let quick = std::env::args().any(|a| a == "--quick");
+        let mode = if smoke {
+            Mode::Smoke
+        } else if quick {
+            Mode::Quick
+        } else {
+            Mode::Full
+        };
+        let only = std::env::var("WSCLOSE_BENCH_ONLY")
+            .ok()
+            .filter(|s| !s.is_empty());
+        // (smoke, quick, full)
+        let pick = |s: usize, q: usize, f: usize| match mode {
+            Mode::Smoke => s,
+            Mode::Quick => q,
+            Mode::Full => f,
+        };
+        Plan {
+            mode,
+            reps: pick(1, 9, 21),
+            echo_round_trips: pick(200, 4_000, 10_000),
+            echo_round_trips_per_conn_64: pick(10, 150, 400),
+            send_small: pick(2_000, 200_000, 500_000),
+            send_large: pick(20, 1_000, 2_000),
+            close_samples: pick(20, 500, 2_000),
+            storm_conns: pick(300, 10_000, 10_000),
+            storm_reps: pick(1, 3, 5),
+            memory_conns: pick(300, 10_000, 10_000),
+            memory_reps: pick(1, 3, 5),
+            instr_closes: pick(50, 500, 1_000),
+            instr_messages: pick(2_000, 100_000, 200_000),
+            instr_reps: pick(1, 11, 21),
+            only,
+        }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| name.contains(o))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+// ---------------------------------------------------------------------------------------------
+
+/// One `compare` line plus what the human table shows.
+struct Row {
+    name: String,
+    raw: f64,
+    wsclose: f64,
+    unit: &'static str,
+    cost_ratio: f64,
+    extra: Vec<(&'static str, String)>,
+    note: String,
+}
+
+impl Row {
+    fn print(&self) {
+        let mut line = format!(
+            "compare {} raw={}{} wsclose={}{} cost_ratio={:.3}",
+            self.name,
+            fmt_value(self.raw),
+            self.unit,
+            fmt_value(self.wsclose),
+            self.unit,
+            self.cost_ratio
+        );
+        for (k, v) in &self.extra {
+            line.push_str(&format!(" {k}={v}"));
+        }
+        println!("{line}");
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[idx.min(v.len() - 1)]
+}
+
+/// Runs `raw` and `wsclose` `reps` times each, alternating which goes first (A B, B A, …) so
+/// that drift and warm-up hit both equally. Returns the samples of each, in order.
+async fn interleave<A, B, FA, FB>(reps: usize, mut raw: A, mut ws: B) -> (Vec<f64>, Vec<f64>)
+where
+    A: FnMut() -> FA,
+    B: FnMut() -> FB,
+    FA: Future<Output = f64>,
+    FB: Future<Output = f64>,
+{
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..reps {
+        if i % 2 == 0 {
+            a.push(raw().await);
+            b.push(ws().await);
+        } else {
+            b.push(ws().await);
+            a.push(raw().await);
+        }
+    }
+    (a, b)
+}
+
+/// A rate row: samples are events per second; cost is time per event.
+fn rate_row(name: &str, unit: &'static str, raw: &[f64], ws: &[f64], note: String) -> Row {
+    let ratios: Vec<f64> = raw.iter().zip(ws).map(|(r, w)| r / w).collect();
+    Row {
+        name: name.into(),
+        raw: median(raw),
+        wsclose: median(ws),
+        unit,
+        cost_ratio: median(&ratios),
+        extra: Vec::new(),
+        note,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+// ---------------------------------------------------------------------------------------------
+
+fn current_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn multi_thread() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("local addr");
+    (l, a)
+}
+
+async fn client_ws(addr: SocketAddr) -> Tt {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+        .await
+        .expect("client handshake")
+        .0
+}
+
+async fn server_ws(listener: &TcpListener) -> Tt {
+    let (tcp, _) = listener.accept().await.expect("accept");
+    tcp.set_nodelay(true).expect("nodelay");
+    tokio_tungstenite::accept_async(tcp)
+        .await
+        .expect("server handshake")
+}
+
+/// One connected pair on an existing listener: (server side, client side).
+async fn pair_on(listener: &TcpListener, addr: SocketAddr) -> (Tt, Tt) {
+    tokio::join!(server_ws(listener), client_ws(addr))
+}
+
+/// `n` connected pairs on a fresh listener (a fresh port, so TIME_WAIT sockets of earlier
+/// runs never collide). Returns (server sides, client sides), not matched up.
+async fn pairs(n: usize) -> (Vec<Tt>, Vec<Tt>) {
+    let (listener, addr) = listener().await;
+    let acceptor = tokio::spawn(async move {
+        let mut handshakes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            tcp.set_nodelay(true).expect("nodelay");
+            handshakes.push(tokio::spawn(tokio_tungstenite::accept_async(tcp)));
+        }
+        let mut servers = Vec::with_capacity(n);
+        for h in handshakes {
+            servers.push(h.await.expect("join").expect("server handshake"));
+        }
+        servers
+    });
+    let mut clients = Vec::with_capacity(n);
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(256);
+        clients.extend(join_all((0..batch).map(|_| client_ws(addr))).await);
+        left -= batch;
+    }
+    (acceptor.await.expect("acceptor"), clients)
+}
+
+fn close_frame(code: u16) -> Option<CloseFrame> {
+    Some(CloseFrame {
+        code: TtCode::from(code),
+        reason: "".into(),
+    })
+}
+
+/// Reads until the stream ends (or errs): the peer side of every close.
+async fn read_to_end<S, E>(mut ws: S)
+where
+    S: Stream<Item = Result<Message, E>> + Unpin,
+{
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// Echoes data messages until the stream ends.
+async fn echo<S, E>(mut ws: S)
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+{
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_binary() || msg.is_text()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Raises the soft RLIMIT_NOFILE (and, where allowed, the hard one) so that `conns` sockets
+/// fit in this process; returns how many fit when they cannot. Every 10,000-connection
+/// benchmark keeps one end per process (the client ends live in a child process), so a hard
+/// limit of 20,000 is enough.
+fn raise_fd_limit(conns: usize) -> usize {
+    use rlimit::Resource;
+    const SPARE: u64 = 256;
+    let want = conns as u64 + SPARE;
+    let (soft, hard) = Resource::NOFILE.get().unwrap_or((1_024, 1_024));
+    if hard < want {
+        // Raising the hard limit needs CAP_SYS_RESOURCE; carry on if refused.
+        let _ = Resource::NOFILE.set(want, want);
+    }
+    let (_, hard) = Resource::NOFILE.get().unwrap_or((soft, hard));
+    let _ = Resource::NOFILE.set(hard, hard);
+    let (soft, _) = Resource::NOFILE.get().unwrap_or((soft, hard));
+    let fit = soft.saturating_sub(SPARE) as usize;
+    if fit < conns {
+        eprintln!(
+            "compare: RLIMIT_NOFILE is {soft}; running {fit} connections instead of {conns} \
+             (raise the limit to reproduce the documented numbers)"
+        );
+    }
+    fit.min(conns)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Echo round-trip rate
+// ---------------------------------------------------------------------------------------------
+
+/// Drives `round_trips` sequential round trips on each client at once; returns round trips/s.
+async fn echo_clients<S, E>(clients: &mut [S], round_trips: usize, size: usize) -> f64
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+{
+    let payload = Bytes::from(vec![0x5a; size]);
+    let start = Timer::start();
+    join_all(clients.iter_mut().map(|c| {
+        let payload = payload.clone();
+        async move {
+            for _ in 0..round_trips {
+                if c.send(Message::Binary(payload.clone())).await.is_err() {
+                    panic!("echo send failed");
+                }
+                match c.next().await {
+                    Some(Ok(m)) if m.len() == size => {}
+                    _ => panic!("echo reply missing"),
+                }
+            }
+        }
+    }))
+    .await;
+    (clients.len() * round_trips) as f64 / start.secs()
+}
+
+async fn echo_setup(conns: usize) -> (Vec<Tt>, Vec<Ws>) {
+    let (servers, raw_clients) = pairs(conns).await;
+    for s in servers {
+        tokio::spawn(echo(s));
+    }
+    let (servers, clients) = pairs(conns).await;
+    for s in servers {
+        tokio::spawn(echo(WebSocket::server(s)));
+    }
+    let ws_clients = clients.into_iter().map(WebSocket::client).collect();
+    (raw_clients, ws_clients)
+}
+
+fn bench_echo(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
+    for (conns, rts) in [
+        (1, plan.echo_round_trips),
+        (64, plan.echo_round_trips_per_conn_64),
+    ] {
+        for (size, label) in [(16, "16B"), (4096, "4KiB")] {
+            let name = format!("echo_{label}_{conns}conn");
+            if !plan.wants(&name) {
+                continue;
+            }
+            let (raw, ws) = rt.block_on(async {
+                let (mut raw, mut ws) = echo_setup(conns).await;
+                // Warm-up: allocations, socket buffers, branch predictors.
+                echo_clients(&mut raw, rts / 10 + 1, size).await;
+                echo_clients(&mut ws, rts / 10 + 1, size).await;
+                let raw_c = std::cell::RefCell::new(raw);
+                let ws_c = std::cell::RefCell::new(ws);
+                interleave(
+                    plan.reps,
+                    || async { echo_clients(&mut raw_c.borrow_mut(), rts, size).await },
+                    || async { echo_clients(&mut ws_c.borrow_mut(), rts, size).await },
+                )
+                .await
+            });
+            rows.push(rate_row(
+                &name,
+                "rt/s",
+                &raw,
+                &ws,
+                format!("{conns} conn x {rts} round trips, both ends wrapped"),
+            ));
+            // Dropping the clients ends the echo tasks; let them finish before the next row.
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. One-way send throughput
+// ---------------------------------------------------------------------------------------------
+
+/// Sends `count` messages (`feed`, one flush at the end) and waits until the receiver has them
+/// all; returns messages/s.
+async fn one_way<S, R, E, F>(tx: &mut S, rx: &mut R, count: usize, size: usize) -> f64
+where
+    S: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, F>> + Unpin,
+{
+    let payload = Bytes::from(vec![0xa5; size]);
+    let start = Timer::start();
+    let send = async {
+        for _ in 0..count {
+            if tx.feed(Message::Binary(payload.clone())).await.is_err() {
+                panic!("feed failed");
+            }
+        }
+        if tx.flush().await.is_err() {
+            panic!("flush failed");
+        }
+    };
+    let recv = async {
+        let mut got = 0;
+        while got < count {
+            match rx.next().await {
+                Some(Ok(m)) if m.len() == size => got += 1,
+                _ => panic!("receiver ended early"),
+            }
+        }
+    };
+    tokio::join!(send, recv);
+    let _: Option<E> = None;
+    count as f64 / start.secs()
+}
+
+fn bench_send(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
+    for (size, label, count) in [
+        (16, "16B", plan.send_small),
+        (64 * 1024, "64KiB", plan.send_large),
+    ] {
+        for dir in ["server_to_client", "client_to_server"] {
+            let name = format!("send_{label}_{dir}");
+            if !plan.wants(&name) {
+                continue;
+            }
+            let (raw, ws) = rt.block_on(async {
+                let (l, a) = listener().await;
+                let s2c = dir == "server_to_client";
+                // A fresh connection per run, so that no run inherits another's socket state.
+                let run_raw = || async {
+                    let (s, c) = pair_on(&l, a).await;
+                    let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
+                    let rate = one_way::<_, _, (), _>(&mut tx, &mut rx, count, size).await;
+                    // Untimed: end both sides before the next run starts.
+                    let _ = tx.close(close_frame(1000)).await;
+                    tokio::join!(read_to_end(tx), read_to_end(rx));
+                    rate
+                };
+                let run_ws = || async {
+                    let (s, c) = pair_on(&l, a).await;
+                    let (s, c) = (WebSocket::server(s), WebSocket::client(c));
+                    let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
+                    let rate = one_way::<_, _, (), _>(&mut tx, &mut rx, count, size).await;
+                    let h = tx.handle();
+                    let _ = tokio::join!(h.close(1000, ""), read_to_end(rx));
+                    rate
+                };
+                run_raw().await;
+                run_ws().await;
+                interleave(plan.reps, run_raw, run_ws).await
+            });
+            let mib = |v: &[f64]| -> Vec<f64> {
+                v.iter()
+                    .map(|r| r * size as f64 / (1024.0 * 1024.0))
+                    .collect()
+            };
+            let mut row = if size >= 1024 {
+                rate_row(&name, "MiB/s", &mib(&raw), &mib(&ws), String::new())
+            } else {
+                rate_row(&name, "msg/s", &raw, &ws, String::new())
+            };
+            row.note = format!(
+                "{count} msgs; raw {:.0} msg/s {:.1} MiB/s, wsclose {:.0} msg/s {:.1} MiB/s",
+                median(&raw),
+                median(&mib(&raw)),
+                median(&ws),
+                median(&mib(&ws))
+            );
+            rows.push(row);
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Clean close handshake latency
+// ---------------------------------------------------------------------------------------------
+
+/// Raw: `close()`, read until the stream ends, drop the socket.
+async fn close_raw(l: &TcpListener, a: SocketAddr, server_first: bool) -> f64 {
+    let (s, c) = pair_on(l, a).await;
+    let (mut init, peer) = if server_first { (s, c) } else { (c, s) };
+    let peer = tokio::spawn(read_to_end(peer));
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    let _ = init.close(close_frame(1000)).await;
+    while let Some(Ok(_)) = init.next().await {}
+    drop(init);
+    let d = start.elapsed();
+    peer.await.expect("peer task");
+    d.as_secs_f64() * 1e6
+}
+
+/// wsclose: `close(1000, "")` returns once the transport is closed.
+async fn close_ws(l: &TcpListener, a: SocketAddr, server_first: bool) -> f64 {
+    let (s, c) = pair_on(l, a).await;
+    let (s, c) = (WebSocket::server(s), WebSocket::client(c));
+    let (init, peer) = if server_first { (s, c) } else { (c, s) };
+    let peer = tokio::spawn(read_to_end(peer));
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    let report = init.close(1000, "").await.expect("valid code");
+    let d = start.elapsed();
+    assert_eq!(report.outcome, wsclose::Outcome::Clean, "{report}");
+    peer.await.expect("peer task");
+    d.as_secs_f64() * 1e6
+}
+
+fn bench_close_latency(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
+    for (side, server_first) in [("server", true), ("client", false)] {
+        let name = format!("close_latency_{side}_init");
+        if !plan.wants(&name) {
+            continue;
+        }
+        let (raw, ws) = rt.block_on(async {
+            let (l, a) = listener().await;
+            for _ in 0..10 {
+                close_raw(&l, a, server_first).await;
+                close_ws(&l, a, server_first).await;
+            }
+            interleave(
+                plan.close_samples,
+                || close_raw(&l, a, server_first),
+                || close_ws(&l, a, server_first),
+            )
+            .await
+        });
+        for p in [50.0, 99.0] {
+            let (r, w) = (percentile(&raw, p), percentile(&ws, p));
+            rows.push(Row {
+                name: format!("{name}_p{p:.0}"),
+                raw: r,
+                wsclose: w,
+                unit: "us",
+                cost_ratio: w / r,
+                extra: Vec::new(),
+                note: format!("{} samples each, interleaved", raw.len()),
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Close storm
+// ---------------------------------------------------------------------------------------------
+
+/// Closes every wsclose server connection at once and waits until all of them have ended.
+///
+/// This is the one function to swap for the connection registry once it lands:
+/// `registry.shutdown(1001, grace).await` replaces the body (and `handles` becomes the registry).
+async fn wsclose_shutdown_all(handles: &[Handle]) {
+    for h in handles {
+        h.start_close(1001, "").expect("valid code");
+    }
+    join_all(handles.iter().map(Handle::closed)).await;
+}
+
+/// Raw: one task per connection, `close()` then read until the end, then drop.
+async fn raw_shutdown_all(servers: Vec<Tt>) {
+    let tasks: Vec<JoinHandle<()>> = servers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let _ = ws.close(close_frame(1001)).await;
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("raw close task");
+    }
+}
+
+/// Accepts `n` connections and completes their handshakes concurrently.
+async fn accept_n(listener: TcpListener, n: usize) -> Vec<Tt> {
+    let mut handshakes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        tcp.set_nodelay(true).expect("nodelay");
+        handshakes.push(tokio::spawn(tokio_tungstenite::accept_async(tcp)));
+    }
+    let mut servers = Vec::with_capacity(n);
+    for h in handshakes {
+        servers.push(h.await.expect("join").expect("server handshake"));
+    }
+    servers
+}
+
+/// In a child process: the client ends of a storm. Connects `n` clients to `addr`, each
+/// reading until its end (raw, or wrapped by wsclose), prints `ready`, and when every client
+/// has ended prints `done <n>`.
+fn storm_clients_child(wrapped: bool, n: usize, addr: SocketAddr) {
+    use std::io::Write;
+    raise_fd_limit(n);
+    let rt = current_thread();
+    let ended = rt.block_on(async move {
+        let mut readers: Vec<JoinHandle<()>> = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let batch = left.min(256);
+            for c in join_all((0..batch).map(|_| client_ws(addr))).await {
+                readers.push(if wrapped {
+                    tokio::spawn(read_to_end(WebSocket::client(c)))
+                } else {
+                    tokio::spawn(read_to_end(c))
+                });
+            }
+            left -= batch;
+        }
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        let mut ended = 0;
+        for r in readers {
+            if r.await.is_ok() {
+                ended += 1;
+            }
+        }
+        ended
+    });
+    println!("done {ended}");
+    std::process::exit(0);
+}
+
+/// One storm: `conns` server-side connections in this process (the client ends in a child
+/// process, so that 10,000 connections need 10,000 fds here, not 20,000), all closed at once.
+/// Returns (wall seconds until every server-side transport is closed, connections left open:
+/// fds not released here plus clients that did not end in the child).
+async fn storm(conns: usize, wrapped: bool) -> (f64, usize) {
+    use std::io::BufRead;
+    let fds_before = open_fds();
+    let (l, addr) = listener().await;
+    let acceptor = tokio::spawn(accept_n(l, conns));
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = std::process::Command::new(exe)
+        .env(
+            CHILD_ENV,
+            format!(
+                "storm-clients:{}:{conns}:{addr}",
+                if wrapped { "wsclose" } else { "raw" }
+            ),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("storm client child");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("child stdout")).lines();
+    let servers = tokio::time::timeout(Duration::from_secs(120), acceptor)
+        .await
+        .expect("storm clients connect within 120 s")
+        .expect("acceptor");
+    let ready = tokio::task::block_in_place(|| lines.next());
+    assert!(
+        matches!(ready, Some(Ok(ref l)) if l == "ready"),
+        "storm child: {ready:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let elapsed;
+    if wrapped {
+        let servers: Vec<Ws> = servers.into_iter().map(WebSocket::server).collect();
+        let handles: Vec<Handle> = servers.iter().map(WebSocket::handle).collect();
+        let start = Instant::now();
+        wsclose_shutdown_all(&handles).await;
+        elapsed = start.elapsed();
+        let clean = handles
+            .iter()
+            .filter(|h| {
+                h.report()
+                    .is_some_and(|r| r.outcome == wsclose::Outcome::Clean)
+            })
+            .count();
+        assert_eq!(clean, conns, "every wsclose connection ends clean");
+        drop(servers);
+    } else {
+        let start = Instant::now();
+        raw_shutdown_all(servers).await;
+        elapsed = start.elapsed();
+    }
+    let done = tokio::task::block_in_place(|| {
+        let done = lines.next();
+        let _ = child.wait();
+        done
+    });
+    drop(lines);
+    let ended = match done {
+        Some(Ok(l)) => l
+            .strip_prefix("done ")
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let left = open_fds().saturating_sub(fds_before) + conns.saturating_sub(ended);
+    (elapsed.as_secs_f64(), left)
+}
+
+fn bench_storm(plan: &Plan, rows: &mut Vec<Row>) {
+    if !plan.wants("close_storm") {
+        return;
+    }
+    let conns = raise_fd_limit(plan.storm_conns);
+    let rt = multi_thread();
+    let left = std::cell::Cell::new(0);
+    let (raw, ws) = rt.block_on(async {
+        interleave(
+            plan.storm_reps,
+            || async {
+                let (s, l) = storm(conns, false).await;
+                left.set(left.get() + l);
+                s * 1e3
+            },
+            || async {
+                let (s, l) = storm(conns, true).await;
+                left.set(left.get() + l);
+                s * 1e3
+            },
+        )
+        .await
+    });
+    drop(rt);
+    let ratios: Vec<f64> = raw.iter().zip(&ws).map(|(r, w)| w / r).collect();
+    rows.push(Row {
+        name: "close_storm".into(),
+        raw: median(&raw),
+        wsclose: median(&ws),
+        unit: "ms",
+        cost_ratio: median(&ratios),
+        extra: vec![
+            ("conns", conns.to_string()),
+            ("left_open", left.get().to_string()),
+        ],
+        note: format!(
+            "{conns} conns, server: 2 workers, clients in a child; raw {raw:.0?} ms, wsclose {ws:.0?} ms"
+        ),
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Memory per idle connection (each measurement in a fresh child process)
+// ---------------------------------------------------------------------------------------------
+
+const CHILD_ENV: &str = "WSCLOSE_BENCH_CHILD";
+
+/// In a child process: RSS growth for `conns` idle server-side connections, each with a task
+/// waiting in `next()` (raw, or wrapped by wsclose). The client ends live in another process.
+fn memory_child(conns: usize, wrapped: bool) {
+    raise_fd_limit(conns);
+    let rt = current_thread();
+    rt.block_on(async move {
+        // Warm the runtime, the allocator and the handshake path before the baseline.
+        let (s, c) = pairs(16).await;
+        drop((s, c));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = rss_bytes();
+        let (l, addr) = listener().await;
+        let acceptor = tokio::spawn(accept_n(l, conns));
+        let exe = std::env::current_exe().expect("current exe");
+        let mut clients = std::process::Command::new(exe)
+            .env(CHILD_ENV, format!("storm-clients:raw:{conns}:{addr}"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("client child");
+        let servers = tokio::time::timeout(Duration::from_secs(120), acceptor)
+            .await
+            .expect("clients connect within 120 s")
+            .expect("acceptor");
+        for s in servers {
+            if wrapped {
+                tokio::spawn(read_to_end(WebSocket::server(s)));
+            } else {
+                tokio::spawn(read_to_end(s));
+            }
+        }
+        // Let every server task reach its first `Pending`.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = rss_bytes();
+        println!("rss_delta_bytes={}", after.saturating_sub(before));
+        let _ = clients.kill();
+        let _ = clients.wait();
+    });
+    // Exit without tearing the connections down one by one.
+    std::process::exit(0);
+}
+
+fn spawn_memory_child(conns: usize, wrapped: bool) -> f64 {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = std::process::Command::new(exe)
+        .env(
+            CHILD_ENV,
+            format!("memory:{}:{conns}", if wrapped { "wsclose" } else { "raw" }),
+        )
+        .output()
+        .expect("memory child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rss_delta_bytes="))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    match value {
+        Some(v) => v,
+        None => panic!(
+            "memory child failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+fn bench_memory(plan: &Plan, rows: &mut Vec<Row>) {
+    if !plan.wants("memory_idle") {
+        return;
+    }
+    let conns = raise_fd_limit(plan.memory_conns);
+    let (mut raw, mut ws) = (Vec::new(), Vec::new());
+    for i in 0..plan.memory_reps {
+        let order = if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for wrapped in order {
+            let per_conn = spawn_memory_child(conns, wrapped) / conns as f64;
+            if wrapped {
+                ws.push(per_conn);
+            } else {
+                raw.push(per_conn);
+            }
+        }
+    }
+    let (r, w) = (median(&raw), median(&ws));
+    rows.push(Row {
+        name: "memory_idle_conn".into(),
+        raw: r,
+        wsclose: w,
+        unit: "B",
+        cost_ratio: w / r,
+        extra: vec![
+            ("extra_bytes_per_conn", format!("{:.0}", w - r)),
+            ("conns", conns.to_string()),
+        ],
+        note: format!(
+            "RSS delta / conn, server end wrapped, fresh process each; raw {raw:.0?}, wsclose {ws:.0?}"
+        ),
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Instrumentation cost (in-memory duplex transport, so the network does not drown it)
+// ---------------------------------------------------------------------------------------------
+
+type Mem = WebSocketStream<DuplexStream>;
+
+/// The recorders compared against "no recorder".
+///
+/// Hook for OpenTelemetry: once `wsclose::otel` exists, add `Backend::Otel` here, build its
+/// recorder/meter in [`Backend::recorder`] (or install it around the batch), and list it in
+/// [`BACKENDS`]; the rows `instr_otel_per_close` / `instr_otel_per_message` then print with
+/// no other change.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Prometheus,
+}
+
+const BACKENDS: [Backend; 1] = [Backend::Prometheus];
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Prometheus => "prometheus",
+        }
+    }
+
+    /// A `metrics` recorder configured as the crate's `prometheus::builder()` configures it
+    /// (same histogram buckets), built from the dev-dependency so the bench does not need the
+    /// `prometheus` feature.
+    fn recorder(self) -> Box<dyn metrics::Recorder> {
+        match self {
+            Backend::Prometheus => {
+                use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+                let b = PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        Matcher::Full(wsclose::names::CLOSE_DURATION.into()),
+                        wsclose::CLOSE_DURATION_BUCKETS,
+                    )
+                    .expect("buckets")
+                    .set_buckets_for_metric(
+                        Matcher::Full(wsclose::names::CONNECTION_DURATION.into()),
+                        wsclose::CONNECTION_DURATION_BUCKETS,
+                    )
+                    .expect("buckets");
+                Box::new(b.build_recorder())
+            }
+        }
+    }
+}
+
+async fn mem_pair() -> (Mem, Mem) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    tokio::join!(
+        WebSocketStream::from_raw_socket(a, TtRole::Server, None),
+        WebSocketStream::from_raw_socket(b, TtRole::Client, None),
+    )
+}
+
+/// A whole wrapped lifecycle per connection (wrap = open, server-initiated clean close, end):
+/// returns ns per connection.
+async fn lifecycle_batch(n: usize) -> f64 {
+    let mut ps = Vec::with_capacity(n);
+    for _ in 0..n {
+        ps.push(mem_pair().await);
+    }
+    let start = Timer::start();
+    for (s, c) in ps {
+        let s = WebSocket::server(s);
+        let peer = tokio::spawn(read_to_end(c));
+        let report = s.close(1000, "").await.expect("valid code");
+        debug_assert_eq!(report.outcome, wsclose::Outcome::Clean);
+        peer.await.expect("peer");
+    }
+    start.secs() * 1e9 / n as f64
+}
+
+/// `n` messages one way between two wrapped ends: returns ns per message.
+async fn message_batch(pair: &mut (WebSocket<Mem>, WebSocket<Mem>), n: usize) -> f64 {
+    let (tx, rx) = pair;
+    let msgs_per_s = one_way::<_, _, (), _>(tx, rx, n, 16).await;
+    1e9 / msgs_per_s
+}
+
+fn with_recorder<T>(
+    rt: &Runtime,
+    rec: Option<&dyn metrics::Recorder>,
+    f: impl Future<Output = T>,
+) -> T {
+    // The runtime is current-thread, so every task (the close tasks included) runs on this
+    // thread and sees the thread-local recorder.
+    let _guard = rec.map(metrics::set_default_local_recorder);
+    rt.block_on(f)
+}
+
+fn bench_instrumentation(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
+    for backend in BACKENDS {
+        let rec = backend.recorder();
+        let rec = Some(&*rec);
+        let name = format!("instr_{}_per_close", backend.name());
+        if plan.wants(&name) {
+            // Warm-up: registers every series once, as a long-running server would have.
+            with_recorder(rt, rec, lifecycle_batch(50));
+            with_recorder(rt, None, lifecycle_batch(50));
+            let (mut off, mut on) = (Vec::new(), Vec::new());
+            for i in 0..plan.instr_reps {
+                for with in if i % 2 == 0 {
+                    [false, true]
+                } else {
+                    [true, false]
+                } {
+                    let r = if with { rec } else { None };
+                    let v = with_recorder(rt, r, lifecycle_batch(plan.instr_closes));
+                    if with { on.push(v) } else { off.push(v) }
+                }
+            }
+            let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
+            let (a, b) = (median(&off), median(&on));
+            rows.push(Row {
+                name,
+                raw: a,
+                wsclose: b,
+                unit: "ns",
+                cost_ratio: b / a,
+                extra: vec![("per_close_ns", format!("{:.0}", median(&diffs)))],
+                note: format!(
+                    "open+close+end per conn over an in-memory duplex; {} x {} conns",
+                    plan.instr_reps, plan.instr_closes
+                ),
+            });
+        }
+        let name = format!("instr_{}_per_message", backend.name());
+        if plan.wants(&name) {
+            let mut pair = rt.block_on(async {
+                let (s, c) = mem_pair().await;
+                (WebSocket::server(s), WebSocket::client(c))
+            });
+            with_recorder(
+                rt,
+                rec,
+                message_batch(&mut pair, plan.instr_messages / 10 + 1),
+            );
+            with_recorder(
+                rt,
+                None,
+                message_batch(&mut pair, plan.instr_messages / 10 + 1),
+            );
+            let (mut off, mut on) = (Vec::new(), Vec::new());
+            for i in 0..plan.instr_reps {
+                for with in if i % 2 == 0 {
+                    [false, true]
+                } else {
+                    [true, false]
+                } {
+                    let r = if with { rec } else { None };
+                    let v = with_recorder(rt, r, message_batch(&mut pair, plan.instr_messages));
+                    if with { on.push(v) } else { off.push(v) }
+                }
+            }
+            let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
+            let (a, b) = (median(&off), median(&on));
+            rows.push(Row {
+                name,
+                raw: a,
+                wsclose: b,
+                unit: "ns",
+                cost_ratio: b / a,
+                extra: vec![("per_message_ns", format!("{:.0}", median(&diffs)))],
+                note: format!(
+                    "16 B one way, both ends wrapped, in-memory duplex; {} x {} msgs",
+                    plan.instr_reps, plan.instr_messages
+                ),
+            });
+            drop(pair);
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Criterion view (full and quick runs): the single-connection echo, with criterion's statistics
+// ---------------------------------------------------------------------------------------------
+
+fn criterion_echo(plan: &Plan) {
+    if plan.mode == Mode::Smoke || !plan.wants("criterion") && plan.only.is_some() {
+        return;
+    }
+    let rt = current_thread();
+    let (raw, ws) = rt.block_on(echo_setup(1));
+    let raw = std::cell::RefCell::new(raw);
+    let ws = std::cell::RefCell::new(ws);
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args();
+    let mut g = c.benchmark_group("echo_16B_1conn");
+    g.bench_function("raw", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            rt.block_on(echo_clients(&mut raw.borrow_mut(), iters as usize, 16));
+            start.elapsed()
+        })
+    });
+    g.bench_function("wsclose", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            rt.block_on(echo_clients(&mut ws.borrow_mut(), iters as usize, 16));
+            start.elapsed()
+        })
+    });
+    g.finish();
+    c.final_summary();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<36} {:>14} {:>14} {:>10}  notes",
+        "benchmark", "raw", "wsclose", "cost_ratio"
+    );
+    for r in rows {
+        println!(
+            "{:<36} {:>14} {:>14} {:>10.3}  {}",
+            r.name,
+            format!("{}{}", fmt_value(r.raw), r.unit),
+            format!("{}{}", fmt_value(r.wsclose), r.unit),
+            r.cost_ratio,
+            r.note
+        );
+    }
+}
+
+fn main() {
+    if let Ok(child) = std::env::var(CHILD_ENV) {
+        let parts: Vec<&str> = child.splitn(4, ':').collect();
+        if let ["memory", kind, conns] = parts[..] {
+            memory_child(conns.parse().expect("conns"), kind == "wsclose");
+        }
+        if let ["storm-clients", kind, conns, addr] = parts[..] {
+            storm_clients_child(
+                kind == "wsclose",
+                conns.parse().expect("conns"),
+                addr.parse().expect("addr"),
+            );
+        }
+        panic!("unknown {CHILD_ENV}={child}");
+    }
+    let plan = Plan::from_env();
+    let started = Instant::now();
+    eprintln!("compare: mode {:?}", plan.mode);
+    let mut rows = Vec::new();
+    let rt = current_thread();
+    // Each section prints its lines as soon as they are measured.
+    let emit = |rows: &mut Vec<Row>, from: usize| {
+        for r in &rows[from..] {
+            r.print();
+        }
+    };
+    let sections: [&dyn Fn(&mut Vec<Row>); 6] = [
+        &|rows| bench_echo(&rt, &plan, rows),
+        &|rows| bench_send(&rt, &plan, rows),
+        &|rows| bench_close_latency(&rt, &plan, rows),
+        &|rows| bench_storm(&plan, rows),
+        &|rows| bench_memory(&plan, rows),
+        &|rows| bench_instrumentation(&rt, &plan, rows),
+    ];
+    for section in sections {
+        let from = rows.len();
+        section(&mut rows);
+        emit(&mut rows, from);
+    }
+    print_table(&rows);
+    eprintln!(
+        "compare: {} rows in {:.1} s",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(rt);
+    criterion_echo(&plan);
+}
