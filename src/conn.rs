@@ -513,8 +513,6 @@ struct Closer<T: Transport> {
     code_sent: Option<CloseCode>,
     code_received: Option<CloseCode>,
     reason_received: Option<String>,
-    /// A Close frame went (or came) over the wire.
-    framed: bool,
     handshake_done: bool,
     close_attempted: bool,
     /// Accepted messages not yet confirmed flushed.
@@ -544,7 +542,6 @@ impl<T: Transport> Closer<T> {
             cause: plan.cause,
             started: Instant::now(),
             code_sent: None,
-            framed: code_received.is_some(),
             code_received,
             reason_received,
             handshake_done: false,
@@ -612,7 +609,6 @@ impl<T: Transport> Closer<T> {
             io.pending = 0;
             self.pending = 0;
             self.code_sent = Some(frame.map_or(CloseCode::NoStatus, |(c, _)| CloseCode::Valid(c)));
-            self.framed = true;
         }
         if !plan.drain || (self.handshake_done && self.shared.role == Role::Server) {
             return Ok(());
@@ -675,7 +671,9 @@ impl<T: Transport> Closer<T> {
             code_sent: self.code_sent,
             code_received: self.code_received,
             reason_received: self.reason_received.take(),
-            close_duration: (self.framed || self.code_sent.is_some()).then(|| now - self.started),
+            // Only ends with a Close frame either way have a close duration (SPEC §5).
+            close_duration: (self.code_sent.is_some() || self.code_received.is_some())
+                .then(|| now - self.started),
             connection_duration: now - self.shared.opened_at,
             messages_dropped: self.pending,
         };
