@@ -69,8 +69,9 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-wait_port() { # bounded: 10 s
-  for _ in $(seq 100); do
+wait_port() { # bounded: 60 s (wstest imports slowly on a busy machine)
+  for _ in $(seq 600); do
+    [ -n "${pid:-}" ] && ! kill -0 "$pid" 2>/dev/null && return 1
     "$PY3" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$1)))" && return 0
     sleep 0.1
   done
@@ -80,18 +81,32 @@ wait_port() { # bounded: 10 s
 
 rm -rf "$WORK"
 mkdir -p "$WORK/server" "$WORK/client"
-WS_PORT=$(free_port)
-RAW_PORT=$(free_port)
+# A port picked by free_port can be taken by someone else before we bind it: retry (bounded).
+start_testee() { # NAME PORT_VAR CMD...: starts CMD in the background, sets PORT_VAR, waits for it
+  local name=$1 var=$2
+  shift 2
+  for _ in 1 2 3 4 5; do
+    local port
+    port=$(free_port)
+    local extra=()
+    [ "$name" = echo_server ] && extra=(--metrics "127.0.0.1:$METRICS_PORT")
+    "$@" --listen "127.0.0.1:$port" "${extra[@]}" >"$WORK/$name.log" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    if wait_port "$port" && kill -0 "$pid" 2>/dev/null; then
+      printf -v "$var" '%s' "$port"
+      return 0
+    fi
+    kill "$pid" 2>/dev/null || true
+    METRICS_PORT=$(free_port)
+  done
+  echo "autobahn.sh: could not start $name; see $WORK/$name.log" >&2
+  return 1
+}
 METRICS_PORT=$(free_port)
+RUST_LOG=warn start_testee echo_server WS_PORT "$BIN/echo_server"
+start_testee autobahn_raw RAW_PORT "$BIN/autobahn_raw"
 FUZZ_PORT=$(free_port)
-
-RUST_LOG=warn "$BIN/echo_server" --listen "127.0.0.1:$WS_PORT" --metrics "127.0.0.1:$METRICS_PORT" \
-  >"$WORK/echo_server.log" 2>&1 &
-pids+=($!)
-"$BIN/autobahn_raw" --listen "127.0.0.1:$RAW_PORT" >"$WORK/autobahn_raw.log" 2>&1 &
-pids+=($!)
-wait_port "$WS_PORT"
-wait_port "$RAW_PORT"
 
 cat >"$WORK/fuzzingclient.json" <<JSON
 {
@@ -117,14 +132,14 @@ JSON
 
 # Both roles at once: each wstest is one single-threaded Python process, so on two cores the
 # two roles together take about as long as one.
-(cd "$WORK" && "$VENV/bin/wstest" -m fuzzingserver -s "$WORK/fuzzingserver.json" \
+(cd "$WORK" && exec "$VENV/bin/wstest" -m fuzzingserver -u 0 -s "$WORK/fuzzingserver.json" \
   >"$WORK/fuzzingserver.log" 2>&1) &
 fuzz_server=$!
 pids+=($fuzz_server)
 wait_port "$FUZZ_PORT"
 
 echo "autobahn.sh: server role (wstest fuzzingclient) and client role (wstest fuzzingserver)"
-(cd "$WORK" && "$VENV/bin/wstest" -m fuzzingclient -s "$WORK/fuzzingclient.json" \
+(cd "$WORK" && exec "$VENV/bin/wstest" -m fuzzingclient -s "$WORK/fuzzingclient.json" \
   >"$WORK/fuzzingclient.log" 2>&1) &
 fuzz_client=$!
 pids+=($fuzz_client)
