@@ -12,6 +12,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR=never
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# The real-peer tests fail (rather than skip) when Python or Node peers are missing.
+export WSCLOSE_REQUIRE_PEERS=1
 
 passed=0
 failed=0
@@ -43,11 +45,14 @@ step "cargo clippy (no default features)" cargo clippy --lib --tests --no-defaul
 step "cargo check (each optional feature alone)" sh -c \
   'for f in axum otel; do cargo check --quiet --lib --no-default-features --features $f || exit 1; done'
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+step "real peers: python websockets, node ws" scripts/peers-setup.sh
 step "tests (all features)" cargo nextest run --all-features --no-fail-fast
 step "tests (default features)" cargo nextest run --no-fail-fast
 step "doc tests" cargo test --doc --all-features
 step "loom model of the close gate" \
   env LOOM_MAX_PREEMPTIONS=3 cargo test --release --manifest-path loom/Cargo.toml
+step "autobahn (both roles, vs raw tokio-tungstenite)" scripts/autobahn.sh
+step "fuzz (20 s per target)" scripts/fuzz.sh 20
 step "dashboards, rules and runbook" scripts/check-dashboards.sh
 step "the demo (10 s run, /metrics, graceful shutdown)" scripts/demo-check.sh
 
