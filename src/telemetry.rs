@@ -8,14 +8,16 @@
 //! instruments of [`crate::otel`] (skipped at the cost of one atomic load until
 //! `otel::install` is called).
 
+use std::cell::{OnceCell, RefCell};
 use std::sync::Once;
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 use tracing::{Level, Span};
 
-use crate::{Cause, CloseCode, CloseReport, Outcome, Role, State};
+use crate::{CODE_LABELS, Cause, CloseCode, CloseReport, Outcome, Role, State};
 
 /// Series names, as exported to Prometheus (SPEC §5).
 pub mod names {
@@ -170,57 +172,140 @@ const fn expected_label(outcome: Outcome) -> &'static str {
 
 /// The `metrics` facade backend: SPEC §5's Prometheus names and labels. A no-op (one atomic
 /// load in the facade) when no recorder is installed.
+///
+/// Registering a series is a lookup in the recorder's registry (about 100 ns each); the handles
+/// are therefore cached per thread and per recorder, each built on first use. An event then
+/// costs a thread-local access, a pointer comparison and the update itself.
 fn facade(u: Update) {
-    match u {
-        Update::Opened(role) => {
-            counter!(names::CONNECTIONS_OPENED, "role" => role.as_str()).increment(1);
+    let recorder =
+        metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const () as usize);
+    FACADE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.as_ref().map(|c| c.recorder) != Some(recorder) {
+            // A different recorder (installed later, or a test's local one): start over.
+            *cache = Some(FacadeCache {
+                recorder,
+                roles: [None, None],
+            });
         }
-        Update::Active(role, delta) => {
-            gauge!(names::CONNECTIONS_ACTIVE, "role" => role.as_str()).increment(delta as f64);
+        let Some(cache) = cache.as_mut() else { return };
+        let role = u.role();
+        cache.roles[index(Role::ALL, role)]
+            .get_or_insert_with(|| RoleHandles::new(role))
+            .apply(u);
+    });
+}
+
+thread_local! {
+    static FACADE: RefCell<Option<FacadeCache>> = const { RefCell::new(None) };
+}
+
+/// The facade handles registered with one recorder (identified by its address).
+struct FacadeCache {
+    recorder: usize,
+    roles: [Option<RoleHandles>; 2],
+}
+
+/// Every series of one role; the labelled ones are registered when first used.
+struct RoleHandles {
+    role: Role,
+    opened: Counter,
+    active: Gauge,
+    redundant: Counter,
+    send_after_close: Counter,
+    dropped: Counter,
+    /// cause × outcome
+    closes: [[OnceCell<Counter>; 6]; 6],
+    /// by outcome
+    close_duration: [OnceCell<Histogram>; 6],
+    connection_duration: [OnceCell<Histogram>; 6],
+    /// direction × code label
+    frames: [[OnceCell<Counter>; 16]; 2],
+}
+
+fn index<T: PartialEq>(all: &[T], value: T) -> usize {
+    all.iter().position(|v| *v == value).unwrap_or(0)
+}
+
+impl RoleHandles {
+    fn new(role: Role) -> Self {
+        let r = role.as_str();
+        RoleHandles {
+            role,
+            opened: counter!(names::CONNECTIONS_OPENED, "role" => r),
+            active: gauge!(names::CONNECTIONS_ACTIVE, "role" => r),
+            redundant: counter!(names::CLOSE_REDUNDANT, "role" => r),
+            send_after_close: counter!(names::SEND_AFTER_CLOSE, "role" => r),
+            dropped: counter!(names::MESSAGES_DROPPED, "role" => r),
+            closes: Default::default(),
+            close_duration: Default::default(),
+            connection_duration: Default::default(),
+            frames: Default::default(),
         }
-        Update::Closed {
-            role,
-            cause,
-            outcome,
-        } => counter!(
-            names::CLOSES,
-            "role" => role.as_str(),
-            "cause" => cause.as_str(),
-            "outcome" => outcome.as_str(),
-            "expected" => expected_label(outcome),
-        )
-        .increment(1),
-        Update::CloseDuration {
-            role,
-            outcome,
-            seconds,
-        } => histogram!(names::CLOSE_DURATION, "role" => role.as_str(), "outcome" => outcome.as_str())
+    }
+
+    fn apply(&self, u: Update) {
+        let role = self.role.as_str();
+        match u {
+            Update::Opened(_) => self.opened.increment(1),
+            Update::Active(_, delta) => self.active.increment(delta as f64),
+            Update::Closed { cause, outcome, .. } => self.closes[index(Cause::ALL, cause)]
+                [index(Outcome::ALL, outcome)]
+            .get_or_init(|| {
+                counter!(
+                    names::CLOSES,
+                    "role" => role,
+                    "cause" => cause.as_str(),
+                    "outcome" => outcome.as_str(),
+                    "expected" => expected_label(outcome),
+                )
+            })
+            .increment(1),
+            Update::CloseDuration { outcome, seconds, .. } => self.close_duration
+                [index(Outcome::ALL, outcome)]
+            .get_or_init(|| {
+                histogram!(names::CLOSE_DURATION, "role" => role, "outcome" => outcome.as_str())
+            })
             .record(seconds),
-        Update::ConnectionDuration {
-            role,
-            outcome,
-            seconds,
-        } => histogram!(names::CONNECTION_DURATION, "role" => role.as_str(), "outcome" => outcome.as_str())
+            Update::ConnectionDuration { outcome, seconds, .. } => self.connection_duration
+                [index(Outcome::ALL, outcome)]
+            .get_or_init(|| {
+                histogram!(names::CONNECTION_DURATION, "role" => role, "outcome" => outcome.as_str())
+            })
             .record(seconds),
-        Update::CloseFrame {
-            role,
-            direction,
-            code,
-        } => counter!(
-            names::CLOSE_FRAMES,
-            "role" => role.as_str(),
-            "direction" => direction.as_str(),
-            "code" => code.as_str(),
-        )
-        .increment(1),
-        Update::Redundant(role, n) => {
-            counter!(names::CLOSE_REDUNDANT, "role" => role.as_str()).increment(n);
+            Update::CloseFrame { direction, code, .. } => {
+                let label = code.as_str();
+                let d = usize::from(direction == Direction::Received);
+                self.frames[d][index(&CODE_LABELS, label)]
+                    .get_or_init(|| {
+                        counter!(
+                            names::CLOSE_FRAMES,
+                            "role" => role,
+                            "direction" => direction.as_str(),
+                            "code" => label,
+                        )
+                    })
+                    .increment(1)
+            }
+            Update::Redundant(_, n) => self.redundant.increment(n),
+            Update::SendAfterClose(_, n) => self.send_after_close.increment(n),
+            Update::Dropped(_, n) => self.dropped.increment(n),
         }
-        Update::SendAfterClose(role, n) => {
-            counter!(names::SEND_AFTER_CLOSE, "role" => role.as_str()).increment(n);
-        }
-        Update::Dropped(role, n) => {
-            counter!(names::MESSAGES_DROPPED, "role" => role.as_str()).increment(n);
+    }
+}
+
+impl Update {
+    fn role(self) -> Role {
+        match self {
+            Update::Opened(role)
+            | Update::Active(role, _)
+            | Update::Closed { role, .. }
+            | Update::CloseDuration { role, .. }
+            | Update::ConnectionDuration { role, .. }
+            | Update::CloseFrame { role, .. }
+            | Update::Redundant(role, _)
+            | Update::SendAfterClose(role, _)
+            | Update::Dropped(role, _) => role,
         }
     }
 }
