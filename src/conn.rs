@@ -10,7 +10,7 @@ use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
@@ -193,11 +193,19 @@ impl<T: Transport> Shared<T> {
         let closer = Closer::new(self.clone(), &plan, io.pending);
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(
+                let mut task = Box::pin(
                     closer
                         .run(io, plan)
                         .instrument(telemetry::close_span(&self.span)),
                 );
+                // Drive the close as far as it goes right now — the Close frame (or the reply to
+                // the peer's) is written before this returns — and hand the rest to a task only
+                // if it must wait for the peer. Whatever the first poll registered with the
+                // no-op waker is registered again by the task's first poll.
+                let mut cx = Context::from_waker(Waker::noop());
+                if task.as_mut().poll(&mut cx).is_pending() {
+                    rt.spawn(task);
+                }
             }
             Err(_) => {
                 // No runtime to run a handshake on (a handle dropped outside Tokio): terminate
