@@ -55,6 +55,7 @@ step "autobahn (both roles, vs raw tokio-tungstenite)" scripts/autobahn.sh
 step "fuzz (20 s per target)" scripts/fuzz.sh 20
 step "dashboards, rules and runbook" scripts/check-dashboards.sh
 step "the demo (10 s run, /metrics, graceful shutdown)" scripts/demo-check.sh
+step "benchmark smoke run (every compare line)" scripts/bench-smoke.sh
 
 echo
 if [ "$failed" -gt 0 ]; then
