@@ -38,6 +38,47 @@ struct Io<T> {
 
 type Slot<'a, T> = MutexGuard<'a, Option<Io<T>>>;
 
+/// The part of a close that waits for the peer.
+type CloseTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What a close request did.
+enum Begun {
+    /// The close had already begun (or ended): nothing was done.
+    No,
+    /// This request began the close, and it is already over.
+    Finished,
+    /// This request began the close; the rest must run somewhere.
+    Waiting(CloseTask),
+}
+
+/// Runs the rest of a close in the task awaiting it (the peer's reply wakes that task
+/// directly); if the awaiting future is dropped first, the rest moves to a task of its own.
+struct DriveOrSpawn(Option<CloseTask>);
+
+impl Future for DriveOrSpawn {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(task) = self.0.as_mut() {
+            std::task::ready!(task.as_mut().poll(cx));
+            self.0 = None;
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for DriveOrSpawn {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn(task)),
+                // Dropping it publishes an `internal_error` report (see `Closer`'s `Drop`).
+                Err(_) => drop(task),
+            }
+        }
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 struct Shared<T: Transport> {
@@ -182,39 +223,47 @@ impl<T: Transport> Shared<T> {
         phase_state(self.gate.phase())
     }
 
-    /// Begins the close if nobody has: takes the transport and spawns the close task.
-    /// Returns false when the close had already begun.
-    fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
+    /// Begins the close if nobody has: takes the transport and drives the close as far as it
+    /// goes right now — the Close frame (or the reply to the peer's) is written before this
+    /// returns. What must wait for the peer is returned as a task for the caller to run.
+    fn begin_task(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> Begun {
         let Some(io) = self.gate.begin(slot, closing_phase(plan.cause)) else {
-            return false;
+            return Begun::No;
         };
         self.reader.wake();
         self.writer.wake();
         let closer = Closer::new(self.clone(), &plan, io.pending);
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                let mut task = Box::pin(
-                    closer
-                        .run(io, plan)
-                        .instrument(telemetry::close_span(&self.span)),
-                );
-                // Drive the close as far as it goes right now — the Close frame (or the reply to
-                // the peer's) is written before this returns — and hand the rest to a task only
-                // if it must wait for the peer. Whatever the first poll registered with the
-                // no-op waker is registered again by the task's first poll.
-                let mut cx = Context::from_waker(Waker::noop());
-                if task.as_mut().poll(&mut cx).is_pending() {
-                    rt.spawn(task);
-                }
-            }
-            Err(_) => {
-                // No runtime to run a handshake on (a handle dropped outside Tokio): terminate
-                // the transport now and say so.
-                drop(io);
-                closer.finish_now(Outcome::InternalError, "dropped outside a Tokio runtime");
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime to run a handshake on (a handle dropped outside Tokio): terminate the
+            // transport now and say so.
+            drop(io);
+            closer.finish_now(Outcome::InternalError, "dropped outside a Tokio runtime");
+            return Begun::Finished;
+        }
+        let mut task: CloseTask = Box::pin(
+            closer
+                .run(io, plan)
+                .instrument(telemetry::close_span(&self.span)),
+        );
+        // Whatever this first poll registers with the no-op waker is registered again by the
+        // next poll, in the task that runs the rest.
+        match task.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(()) => Begun::Finished,
+            Poll::Pending => Begun::Waiting(task),
+        }
+    }
+
+    /// Begins the close if nobody has, running what must wait for the peer in its own task.
+    /// Returns false when the close had already begun.
+    fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
+        match self.begin_task(slot, plan) {
+            Begun::No => false,
+            Begun::Finished => true,
+            Begun::Waiting(task) => {
+                tokio::spawn(task);
+                true
             }
         }
-        true
     }
 
     /// Begins an application-level close (app, shutdown, keepalive, lifetime). Counts and logs
@@ -723,7 +772,7 @@ impl<T: Transport> Drop for Owner<T> {
 /// The object-safe view of a connection that [`Handle`] holds, so handles of every transport
 /// type are one type.
 trait Control: Send + Sync {
-    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> Begun;
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
     fn terminate(&self);
     fn state(&self) -> State;
@@ -734,8 +783,12 @@ trait Control: Send + Sync {
 }
 
 impl<T: Transport> Control for Shared<T> {
-    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
-        Shared::request_close(&self, cause, frame)
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> Begun {
+        let begun = self.begin_task(&mut self.gate.lock(), Plan::close(cause, frame));
+        if let Begun::No = begun {
+            telemetry::on_redundant_close(self.role, self.state(), &self.span);
+        }
+        begun
     }
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
         self.begin(&mut self.gate.lock(), Plan::close(cause, frame))
@@ -793,9 +846,14 @@ impl Handle {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: the close runs in its own task; dropping this future only stops waiting.
+    /// Cancel safe. The close runs inside this future while it is awaited (so the peer's
+    /// reply wakes the caller directly); if the future is dropped first, the rest of the close
+    /// moves to a task of its own and still ends within the deadline.
     pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
-        self.start_close(code, reason)?;
+        let frame = validate(Some((code, reason)))?;
+        if let Begun::Waiting(task) = self.ctl.clone().request_close(Cause::App, frame) {
+            DriveOrSpawn(Some(task)).await;
+        }
         Ok(self.closed().await)
     }
 
@@ -816,7 +874,14 @@ impl Handle {
         reason: &str,
     ) -> Result<bool, Error> {
         let frame = validate(Some((code, reason)))?;
-        Ok(self.ctl.clone().request_close(cause, frame))
+        Ok(match self.ctl.clone().request_close(cause, frame) {
+            Begun::No => false,
+            Begun::Finished => true,
+            Begun::Waiting(task) => {
+                tokio::spawn(task);
+                true
+            }
+        })
     }
 
     /// Begins a close without counting a redundant request when one is already under way

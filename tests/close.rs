@@ -645,7 +645,29 @@ async fn dropping_every_handle_closes_with_going_away<F: Flavor>() {
     }
 }
 
+async fn a_cancelled_close_still_completes_in_its_own_task<F: Flavor>() {
+    for &role in F::ROLES {
+        let config = Config::new()
+            .with_close_timeout(Duration::from_millis(300))
+            .unwrap();
+        let (ws, mut raw) = F::with_raw(role, &config).await;
+        let handle = ws.handle();
+        // The peer never answers; the caller gives up waiting after 50 ms.
+        let waited = tokio::time::timeout(Duration::from_millis(50), ws.close(1000, "")).await;
+        assert!(waited.is_err(), "the close cannot finish without the peer");
+        assert_eq!(handle.state(), State::Closing(Cause::App));
+        let report = bounded(handle.closed()).await;
+        assert_eq!(report.outcome, Outcome::Timeout, "{role}: {report:?}");
+        let frames = raw
+            .read_all_until_eof(Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(frames.iter().filter(|f| f.is_close()).count(), 1);
+    }
+}
+
 flavor_tests!(
+    a_cancelled_close_still_completes_in_its_own_task,
     clean_close_started_by_us,
     clean_close_started_by_peer_is_answered_at_once,
     simultaneous_close_sends_one_frame_each_way,
