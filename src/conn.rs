@@ -223,10 +223,12 @@ impl<T: Transport> Shared<T> {
         phase_state(self.gate.phase())
     }
 
-    /// Begins the close if nobody has: takes the transport and drives the close as far as it
-    /// goes right now — the Close frame (or the reply to the peer's) is written before this
-    /// returns. What must wait for the peer is returned as a task for the caller to run.
-    fn begin_task(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> Begun {
+    /// Begins the close if nobody has: takes the transport and returns the close task for the
+    /// caller to run. With `poll_now`, the task is first driven as far as it goes right now —
+    /// the Close frame (or the reply to the peer's) is written before this returns — for
+    /// callers that hand the rest to another task; a caller that awaits the task itself skips
+    /// that (a second poll in a row would only repeat a read that has nothing yet).
+    fn begin_task(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan, poll_now: bool) -> Begun {
         let Some(io) = self.gate.begin(slot, closing_phase(plan.cause)) else {
             return Begun::No;
         };
@@ -245,6 +247,9 @@ impl<T: Transport> Shared<T> {
                 .run(io, plan)
                 .instrument(telemetry::close_span(&self.span)),
         );
+        if !poll_now {
+            return Begun::Waiting(task);
+        }
         // Whatever this first poll registers with the no-op waker is registered again by the
         // next poll, in the task that runs the rest.
         match task.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
@@ -256,7 +261,7 @@ impl<T: Transport> Shared<T> {
     /// Begins the close if nobody has, running what must wait for the peer in its own task.
     /// Returns false when the close had already begun.
     fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
-        match self.begin_task(slot, plan) {
+        match self.begin_task(slot, plan, true) {
             Begun::No => false,
             Begun::Finished => true,
             Begun::Waiting(task) => {
@@ -772,7 +777,7 @@ impl<T: Transport> Drop for Owner<T> {
 /// The object-safe view of a connection that [`Handle`] holds, so handles of every transport
 /// type are one type.
 trait Control: Send + Sync {
-    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> Begun;
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame, poll_now: bool) -> Begun;
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
     fn terminate(&self);
     fn state(&self) -> State;
@@ -783,8 +788,8 @@ trait Control: Send + Sync {
 }
 
 impl<T: Transport> Control for Shared<T> {
-    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> Begun {
-        let begun = self.begin_task(&mut self.gate.lock(), Plan::close(cause, frame));
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame, poll_now: bool) -> Begun {
+        let begun = self.begin_task(&mut self.gate.lock(), Plan::close(cause, frame), poll_now);
         if let Begun::No = begun {
             telemetry::on_redundant_close(self.role, self.state(), &self.span);
         }
@@ -851,7 +856,7 @@ impl Handle {
     /// moves to a task of its own and still ends within the deadline.
     pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
         let frame = validate(Some((code, reason)))?;
-        if let Begun::Waiting(task) = self.ctl.clone().request_close(Cause::App, frame) {
+        if let Begun::Waiting(task) = self.ctl.clone().request_close(Cause::App, frame, false) {
             DriveOrSpawn(Some(task)).await;
         }
         Ok(self.closed().await)
@@ -874,7 +879,7 @@ impl Handle {
         reason: &str,
     ) -> Result<bool, Error> {
         let frame = validate(Some((code, reason)))?;
-        Ok(match self.ctl.clone().request_close(cause, frame) {
+        Ok(match self.ctl.clone().request_close(cause, frame, true) {
             Begun::No => false,
             Begun::Finished => true,
             Begun::Waiting(task) => {
