@@ -31,7 +31,11 @@ async fn a_thousand_connections_leave_nothing_behind() {
         let mut set = JoinSet::new();
         for i in 0..BATCH {
             let n = batch * BATCH + i;
-            let role = if n % 2 == 0 { Role::Server } else { Role::Client };
+            let role = if n % 2 == 0 {
+                Role::Server
+            } else {
+                Role::Client
+            };
             let (ws, mut peer) = wrapped_and_tt(role, &Config::new()).await;
             let handle = ws.handle();
             set.spawn(async move {
@@ -63,10 +67,21 @@ async fn a_thousand_connections_leave_nothing_behind() {
     let total: usize = outcomes.values().sum();
     assert_eq!(total, CONNECTIONS);
     // Every fifth peer vanished without a Close; every other connection closed cleanly.
-    assert_eq!(outcomes.get(&Outcome::Clean), Some(&(CONNECTIONS * 4 / 5)), "{outcomes:?}");
-    assert_eq!(outcomes.get(&Outcome::PeerGone), Some(&(CONNECTIONS / 5)), "{outcomes:?}");
+    assert_eq!(
+        outcomes.get(&Outcome::Clean),
+        Some(&(CONNECTIONS * 4 / 5)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.get(&Outcome::PeerGone),
+        Some(&(CONNECTIONS / 5)),
+        "{outcomes:?}"
+    );
     for role in ["server", "client"] {
-        assert_eq!(m.gauge("websocket_connections_active", &[("role", role)]), 0.0);
+        assert_eq!(
+            m.gauge("websocket_connections_active", &[("role", role)]),
+            0.0
+        );
         m.assert_balanced(role);
     }
     assert_eq!(
