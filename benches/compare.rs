@@ -39,7 +39,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TtCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as TtRole, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use wsclose::{Handle, WebSocket};
+use wsclose::{Handle, Registry, WebSocket};
 
 type Tt = WebSocketStream<TcpStream>;
 type Ws = WebSocket<Tt>;
@@ -651,15 +651,14 @@ fn bench_close_latency(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
 // 4. Close storm
 // ---------------------------------------------------------------------------------------------
 
-/// Closes every wsclose server connection at once and waits until all of them have ended.
-///
-/// This is the one function to swap for the connection registry once it lands:
-/// `registry.shutdown(1001, grace).await` replaces the body (and `handles` becomes the registry).
-async fn wsclose_shutdown_all(handles: &[Handle]) {
-    for h in handles {
-        h.start_close(1001, "").expect("valid code");
-    }
-    join_all(handles.iter().map(Handle::closed)).await;
+/// Closes every wsclose server connection at once and waits until all of them have ended:
+/// the connection registry's graceful shutdown, as a server does on SIGTERM.
+async fn wsclose_shutdown_all(registry: &Registry) {
+    let report = registry
+        .shutdown(1001, Duration::from_secs(30))
+        .await
+        .expect("valid code");
+    assert_eq!(report.stragglers, 0, "{report}");
 }
 
 /// Raw: one task per connection, `close()` then read until the end, then drop.
@@ -762,10 +761,12 @@ async fn storm(conns: usize, wrapped: bool) -> (f64, usize) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let elapsed;
     if wrapped {
-        let servers: Vec<Ws> = servers.into_iter().map(WebSocket::server).collect();
+        let registry = Registry::new();
+        let config = wsclose::Config::new().with_registry(registry.clone());
+        let servers: Vec<Ws> = servers.into_iter().map(|s| config.server(s)).collect();
         let handles: Vec<Handle> = servers.iter().map(WebSocket::handle).collect();
         let start = Instant::now();
-        wsclose_shutdown_all(&handles).await;
+        wsclose_shutdown_all(&registry).await;
         elapsed = start.elapsed();
         let clean = handles
             .iter()
