@@ -1106,27 +1106,35 @@ impl<T: Transport> Stream for WebSocket<T> {
     }
 }
 
-impl<T: Transport> Sink<T::Message> for WebSocket<T> {
-    type Error = Error;
+/// The application-facing halves all poll the same shared connection; this writes their
+/// `Sink` impl once.
+macro_rules! sink_impl {
+    ($ty:ident) => {
+        impl<T: Transport> Sink<T::Message> for $ty<T> {
+            type Error = Error;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.owner.0.poll_ready(cx)
-    }
+            fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+                self.owner.0.poll_ready(cx)
+            }
 
-    fn start_send(self: Pin<&mut Self>, item: T::Message) -> Result<(), Error> {
-        let this = self.get_mut();
-        this.owner.0.start_send(item, &mut this.close_requested)
-    }
+            fn start_send(self: Pin<&mut Self>, item: T::Message) -> Result<(), Error> {
+                let this = self.get_mut();
+                this.owner.0.start_send(item, &mut this.close_requested)
+            }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.owner.0.poll_flush(cx)
-    }
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+                self.owner.0.poll_flush(cx)
+            }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        this.owner.0.poll_close(cx, &mut this.close_requested)
-    }
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+                let this = self.get_mut();
+                this.owner.0.poll_close(cx, &mut this.close_requested)
+            }
+        }
+    };
 }
+
+sink_impl!(WebSocket);
 
 /// The sending half of a [`WebSocket`] (a [`Sink`]).
 pub struct Sender<T: Transport> {
@@ -1151,27 +1159,7 @@ impl<T: Transport> Sender<T> {
     }
 }
 
-impl<T: Transport> Sink<T::Message> for Sender<T> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.owner.0.poll_ready(cx)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: T::Message) -> Result<(), Error> {
-        let this = self.get_mut();
-        this.owner.0.start_send(item, &mut this.close_requested)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.owner.0.poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        this.owner.0.poll_close(cx, &mut this.close_requested)
-    }
-}
+sink_impl!(Sender);
 
 /// The receiving half of a [`WebSocket`] (a [`Stream`]).
 pub struct Receiver<T: Transport> {
