@@ -57,13 +57,7 @@ async fn clean_close_started_by_us<F: Flavor>() {
             .expect("peer saw our Close");
         assert_eq!((u16::from(seen.code), seen.reason.as_str()), (1000, "bye"));
 
-        let labels = [
-            ("role", r(role)),
-            ("cause", "app"),
-            ("outcome", "clean"),
-            ("expected", "true"),
-        ];
-        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        assert_eq!(m.closes(r(role), "app", "clean"), 1, "{}", m.dump());
         let sent = [
             ("role", r(role)),
             ("direction", "sent"),
@@ -126,13 +120,7 @@ async fn clean_close_started_by_peer_is_answered_at_once<F: Flavor>() {
             bounded(ws.next()).await.is_none(),
             "stream ends after the close"
         );
-        let labels = [
-            ("role", r(role)),
-            ("cause", "peer"),
-            ("outcome", "clean"),
-            ("expected", "true"),
-        ];
-        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        assert_eq!(m.closes(r(role), "peer", "clean"), 1, "{}", m.dump());
         m.assert_balanced(r(role));
     }
 }
@@ -208,13 +196,7 @@ async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
                 .num_alive_tasks(),
             tasks
         );
-        let labels = [
-            ("role", r(role)),
-            ("cause", "app"),
-            ("outcome", "timeout"),
-            ("expected", "true"),
-        ];
-        assert_eq!(m.counter(CLOSES, &labels), 1);
+        assert_eq!(m.closes(r(role), "app", "timeout"), 1);
         let dur = [("role", r(role)), ("outcome", "timeout")];
         assert_eq!(
             m.histogram("websocket_close_duration_seconds", &dur).len(),
@@ -241,13 +223,7 @@ async fn peer_reset_mid_close_is_peer_gone<F: Flavor>() {
         assert_eq!(report.outcome, Outcome::PeerGone, "{role}: {report:?}");
         assert_eq!(report.cause, Cause::App);
         assert_eq!(report.code_received, None);
-        let labels = [
-            ("role", r(role)),
-            ("cause", "app"),
-            ("outcome", "peer_gone"),
-            ("expected", "true"),
-        ];
-        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        assert_eq!(m.closes(r(role), "app", "peer_gone"), 1, "{}", m.dump());
         m.assert_balanced(r(role));
     }
 }
@@ -272,13 +248,12 @@ async fn peer_eof_without_close_is_transport_peer_gone<F: Flavor>() {
             ),
             (None, None, None)
         );
-        let labels = [
-            ("role", r(role)),
-            ("cause", "transport"),
-            ("outcome", "peer_gone"),
-            ("expected", "true"),
-        ];
-        assert_eq!(m.counter(CLOSES, &labels), 1, "{}", m.dump());
+        assert_eq!(
+            m.closes(r(role), "transport", "peer_gone"),
+            1,
+            "{}",
+            m.dump()
+        );
         assert_eq!(m.counter_sum(FRAMES, &[]), 0);
         assert_eq!(
             m.histogram_count("websocket_close_duration_seconds", &[]),
@@ -349,13 +324,7 @@ async fn invalid_close_codes_from_the_peer_fail_with_1002<F: Flavor>() {
                 "{}",
                 m.dump()
             );
-            let labels = [
-                ("role", r(role)),
-                ("cause", "peer"),
-                ("outcome", "protocol_error"),
-                ("expected", "false"),
-            ];
-            assert_eq!(m.counter(CLOSES, &labels), 1);
+            assert_eq!(m.closes(r(role), "peer", "protocol_error"), 1);
         }
     }
 }

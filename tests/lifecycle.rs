@@ -102,14 +102,8 @@ async fn shutdown_closes_a_thousand_clients_with_1001_within_the_grace_period() 
         got += 1;
     }
     assert_eq!(got, CLIENTS);
-    let labels = [
-        ("role", "server"),
-        ("cause", "shutdown"),
-        ("outcome", "clean"),
-        ("expected", "true"),
-    ];
     assert_eq!(
-        m.counter("websocket_closes_total", &labels),
+        m.closes("server", "shutdown", "clean"),
         CLIENTS as u64,
         "{}",
         m.dump()
@@ -261,13 +255,7 @@ async fn keepalive_closes_a_peer_that_stops_answering() {
         took < interval + timeout + Duration::from_millis(400),
         "{took:?}"
     );
-    let labels = [
-        ("role", "server"),
-        ("cause", "keepalive"),
-        ("outcome", "timeout"),
-        ("expected", "true"),
-    ];
-    assert_eq!(m.counter("websocket_closes_total", &labels), 1);
+    assert_eq!(m.closes("server", "keepalive", "timeout"), 1);
     drop(raw);
 }
 
@@ -361,11 +349,5 @@ async fn lifetime_closes_within_the_jitter_window() {
         spread > Duration::from_millis(50),
         "ends are spread by the jitter: {spread:?}"
     );
-    let labels = [
-        ("role", "server"),
-        ("cause", "lifetime"),
-        ("outcome", "clean"),
-        ("expected", "true"),
-    ];
-    assert_eq!(m.counter("websocket_closes_total", &labels), N as u64);
+    assert_eq!(m.closes("server", "lifetime", "clean"), N as u64);
 }

@@ -128,6 +128,23 @@ impl Metrics {
             .collect()
     }
 
+    /// `websocket_closes_total` for one role, cause and outcome (`expected` follows from the
+    /// outcome, as SPEC §4 says).
+    pub fn closes(&self, role: &str, cause: &str, outcome: &str) -> u64 {
+        let expected = if matches!(outcome, "clean" | "peer_gone" | "timeout") {
+            "true"
+        } else {
+            "false"
+        };
+        let labels = [
+            ("role", role),
+            ("cause", cause),
+            ("outcome", outcome),
+            ("expected", expected),
+        ];
+        self.counter("websocket_closes_total", &labels)
+    }
+
     /// Checks SPEC §5's invariant for `role`: opened = Σ closes + active.
     pub fn assert_balanced(&self, role: &str) {
         let opened = self.counter("websocket_connections_opened_total", &[("role", role)]);
