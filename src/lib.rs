@@ -58,10 +58,19 @@
 //! Every label value comes from a fixed list ([`Outcome::as_str`], [`Cause::as_str`],
 //! [`code_label`]); a peer's close reason is never a label. See `docs/metrics.md`.
 //!
+//! # Server lifecycle
+//!
+//! A [`Registry`] in the [`Config`] lets [`Registry::shutdown`] close every live connection
+//! with 1001 on SIGTERM ([`shutdown_signal`]) within a grace period, terminate the stragglers
+//! and report how each ended; [`Registry::graceful`] plugs it into axum's graceful shutdown.
+//! [`Config::with_keepalive`] pings and closes dead peers; [`Config::with_max_lifetime`] closes
+//! connections, with jitter, before a platform's request limit does.
+//!
 //! # Features
 //!
-//! - `prometheus`: [`prometheus::install`], a one-liner that installs
+//! - `prometheus` (default): [`prometheus::install`], a one-liner that installs
 //!   metrics-exporter-prometheus with this crate's histogram buckets.
+//! - `axum`: the same close logic for `axum::extract::ws::WebSocket` (see the `axum` module).
 //! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
 //!   `Meter` (semantic-convention names, units, attributes, the same buckets), alone or next to
 //!   the `metrics` facade; spans export through `tracing-opentelemetry`. See
