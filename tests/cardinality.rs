@@ -9,11 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
 use wsclose::{CODE_LABELS, Cause, Config, Outcome, Role};
 
-use support::pairs::bounded;
-use support::raw::RawPeer;
+use support::pairs::{bounded, wrapped_and_raw};
 use support::recorder;
 
 /// A deterministic xorshift64* generator: the same peers every run.
@@ -70,30 +68,7 @@ async fn hostile(role: Role, rng: &mut Rng, config: &Config) -> wsclose::Handle 
         }
         _ => format!("reason-{}", rng.next()).into_bytes(),
     };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (ws, mut raw) = match role {
-        Role::Server => {
-            let (ws, raw) = tokio::join!(
-                async {
-                    let (tcp, _) = listener.accept().await.unwrap();
-                    tokio_tungstenite::accept_async(tcp).await.unwrap()
-                },
-                RawPeer::connect(addr)
-            );
-            (config.server(ws), raw.unwrap())
-        }
-        _ => {
-            let (raw, ws) = tokio::join!(RawPeer::accept(&listener), async {
-                let tcp = TcpStream::connect(addr).await.unwrap();
-                tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
-                    .await
-                    .unwrap()
-                    .0
-            });
-            (config.client(ws), raw.unwrap())
-        }
-    };
+    let (ws, mut raw) = wrapped_and_raw(role, config).await;
     let handle = ws.handle();
     tokio::spawn(async move {
         let mut ws = ws;
