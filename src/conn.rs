@@ -51,6 +51,20 @@ enum Begun {
     Waiting(CloseTask),
 }
 
+impl Begun {
+    /// Runs what is left in a task of its own; returns whether this request began the close.
+    fn detach(self) -> bool {
+        match self {
+            Begun::No => false,
+            Begun::Finished => true,
+            Begun::Waiting(task) => {
+                tokio::spawn(task);
+                true
+            }
+        }
+    }
+}
+
 /// Runs the rest of a close in the task awaiting it (the peer's reply wakes that task
 /// directly); if the awaiting future is dropped first, the rest moves to a task of its own.
 struct DriveOrSpawn(Option<CloseTask>);
@@ -261,24 +275,22 @@ impl<T: Transport> Shared<T> {
     /// Begins the close if nobody has, running what must wait for the peer in its own task.
     /// Returns false when the close had already begun.
     fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
-        match self.begin_task(slot, plan, true) {
-            Begun::No => false,
-            Begun::Finished => true,
-            Begun::Waiting(task) => {
-                tokio::spawn(task);
-                true
-            }
-        }
+        self.begin_task(slot, plan, true).detach()
     }
 
     /// Begins an application-level close (app, shutdown, keepalive, lifetime). Counts and logs
     /// a redundant request when the close had already begun.
-    fn request_close(self: &Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
-        let won = self.begin(&mut self.gate.lock(), Plan::close(cause, frame));
-        if !won {
+    fn request_task(self: &Arc<Self>, cause: Cause, frame: OutFrame, poll_now: bool) -> Begun {
+        let begun = self.begin_task(&mut self.gate.lock(), Plan::close(cause, frame), poll_now);
+        if let Begun::No = begun {
             telemetry::on_redundant_close(self.role, self.state(), &self.span);
         }
-        won
+        begun
+    }
+
+    /// [`request_task`](Self::request_task), with the rest of the close in its own task.
+    fn request_close(self: &Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        self.request_task(cause, frame, true).detach()
     }
 
     /// Sends a ping (once; `queued` remembers it) and flushes it, under the gate's lock like
@@ -789,11 +801,7 @@ trait Control: Send + Sync {
 
 impl<T: Transport> Control for Shared<T> {
     fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame, poll_now: bool) -> Begun {
-        let begun = self.begin_task(&mut self.gate.lock(), Plan::close(cause, frame), poll_now);
-        if let Begun::No = begun {
-            telemetry::on_redundant_close(self.role, self.state(), &self.span);
-        }
-        begun
+        self.request_task(cause, frame, poll_now)
     }
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
         self.begin(&mut self.gate.lock(), Plan::close(cause, frame))
@@ -879,14 +887,7 @@ impl Handle {
         reason: &str,
     ) -> Result<bool, Error> {
         let frame = validate(Some((code, reason)))?;
-        Ok(match self.ctl.clone().request_close(cause, frame, true) {
-            Begun::No => false,
-            Begun::Finished => true,
-            Begun::Waiting(task) => {
-                tokio::spawn(task);
-                true
-            }
-        })
+        Ok(self.ctl.clone().request_close(cause, frame, true).detach())
     }
 
     /// Begins a close without counting a redundant request when one is already under way
