@@ -8,7 +8,7 @@
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -113,6 +113,10 @@ struct Shared<T: Transport> {
     /// Pongs received (keepalive liveness), and their wake-up.
     pongs: AtomicU64,
     pong: Notify,
+    /// The transport's sink said it was ready after the last message written to it: the
+    /// application's next `poll_ready` can answer without taking the gate's lock. Written only
+    /// under the lock; see `Shared::poll_ready`.
+    sink_ready: AtomicBool,
 }
 
 fn closing_phase(cause: Cause) -> u8 {
@@ -312,6 +316,7 @@ impl<T: Transport> Shared<T> {
                 Poll::Ready(Ok(())) => match Pin::new(&mut io.t).start_send(T::ping_message()) {
                     Ok(()) => {
                         *queued = true;
+                        self.sink_ready.store(false, Ordering::Relaxed);
                         Pin::new(&mut io.t).poll_flush(cx)
                     }
                     Err(e) => Poll::Ready(Err(e)),
@@ -490,7 +495,16 @@ impl<T: Transport> Shared<T> {
         }
     }
 
+    /// The fast path answers from `sink_ready` without the lock: `start_send` asked the
+    /// transport's sink right after writing, so in a stream of messages each one costs one
+    /// lock (in `start_send`), not two. Between this answer and the `start_send`, the lock is
+    /// free either way, as it was before: a keepalive ping may write in between (tungstenite
+    /// buffers the message all the same), and a close that begins in between makes
+    /// `start_send` refuse the message.
     fn poll_ready(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.sink_ready.load(Ordering::Relaxed) && self.gate.phase() == OPEN {
+            return Poll::Ready(Ok(()));
+        }
         let mut slot = self.gate.lock();
         let Some(io) = slot.as_mut() else {
             return Poll::Ready(Err(self.refuse_send()));
@@ -500,7 +514,10 @@ impl<T: Transport> Shared<T> {
                 self.writer.register(cx.waker());
                 Poll::Pending
             }
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => {
+                self.sink_ready.store(true, Ordering::Relaxed);
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(Err(err)) => Poll::Ready(Err(self.on_error(&mut slot, err))),
         }
     }
@@ -521,13 +538,25 @@ impl<T: Transport> Shared<T> {
         let Some(io) = slot.as_mut() else {
             return Err(self.refuse_send());
         };
-        match Pin::new(&mut io.t).start_send(msg) {
-            Ok(()) => {
-                io.pending += 1;
-                Ok(())
-            }
-            Err(err) => Err(self.on_error(&mut slot, err)),
+        if let Err(err) = Pin::new(&mut io.t).start_send(msg) {
+            self.sink_ready.store(false, Ordering::Relaxed);
+            return Err(self.on_error(&mut slot, err));
         }
+        io.pending += 1;
+        // Ask the sink now, while the lock is held, whether it takes another message. The
+        // no-op waker is fine: on `Pending` the next `poll_ready` asks again with the
+        // application's waker, and that poll's registration is the one that counts.
+        match Pin::new(&mut io.t).poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => self.sink_ready.store(true, Ordering::Relaxed),
+            Poll::Pending => self.sink_ready.store(false, Ordering::Relaxed),
+            Poll::Ready(Err(err)) => {
+                // The message was accepted; the close this error begins flushes it or counts
+                // it as dropped.
+                self.sink_ready.store(false, Ordering::Relaxed);
+                self.on_error(&mut slot, err);
+            }
+        }
+        Ok(())
     }
 
     fn poll_flush(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -1019,6 +1048,7 @@ impl<T: Transport> WebSocket<T> {
             terminate: Notify::new(),
             pongs: AtomicU64::new(0),
             pong: Notify::new(),
+            sink_ready: AtomicBool::new(false),
         });
         let config = &shared.config;
         if let Some(registry) = &config.registry {
