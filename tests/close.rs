@@ -584,6 +584,54 @@ async fn undeliverable_messages_are_counted_as_dropped<F: Flavor>() {
     }
 }
 
+/// A peer that stops reading makes `feed` wait (the sink is not ready), and the writer is woken
+/// to carry on once the peer reads again. `poll_ready` answers from a flag that `start_send`
+/// sets; a flag that said "ready" when the socket was full would never push back.
+async fn a_peer_that_stops_reading_pushes_back_and_the_writer_resumes<F: Flavor>() {
+    for &role in F::ROLES {
+        let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
+        let big = vec![7u8; 1 << 20];
+        let mut accepted = 0;
+        let blocked = loop {
+            assert!(
+                accepted < 64,
+                "{role}: 64 MiB accepted without any push-back"
+            );
+            match tokio::time::timeout(Duration::from_millis(200), ws.feed(F::binary(big.clone())))
+                .await
+            {
+                Ok(sent) => {
+                    sent.unwrap();
+                    accepted += 1;
+                }
+                Err(_) => break true,
+            }
+        };
+        assert!(blocked && accepted > 0, "{role}: accepted {accepted}");
+        // The peer reads again: the parked writer is woken and the next message goes through.
+        let reader = tokio::spawn(async move {
+            let mut frames = 0usize;
+            while let Ok(Some(frame)) = raw.read_frame().await {
+                frames += 1;
+                if frame.close_code().is_some() {
+                    break;
+                }
+            }
+            frames
+        });
+        bounded(ws.feed(F::binary(big.clone()))).await.unwrap();
+        bounded(ws.flush()).await.unwrap();
+        assert_eq!(ws.state(), State::Open, "{role}");
+        drop(ws);
+        let frames = bounded(reader).await.unwrap();
+        // Every accepted message, the one after the pause, and the Close frame (1001) arrive.
+        assert!(
+            frames >= accepted + 2,
+            "{role}: {frames} frames for {accepted} + 2"
+        );
+    }
+}
+
 async fn dropping_every_handle_closes_with_going_away<F: Flavor>() {
     for &role in F::ROLES {
         let (m, _g) = recorder::install();
@@ -654,4 +702,5 @@ flavor_tests!(
     queued_messages_go_out_before_the_close_frame,
     undeliverable_messages_are_counted_as_dropped,
     dropping_every_handle_closes_with_going_away,
+    a_peer_that_stops_reading_pushes_back_and_the_writer_resumes,
 );
