@@ -678,7 +678,8 @@ impl<T: Transport> Closer<T> {
             }
         };
         if failed.is_none() && self.preset.is_none() {
-            // Orderly end: FIN, bounded by what is left of the deadline.
+            // Orderly end (TLS close_notify; see `Transport::poll_shutdown`), bounded by what is
+            // left of the deadline.
             let _ = tokio::time::timeout_at(deadline, poll_fn(|cx| io.t.poll_shutdown(cx))).await;
         }
         drop(io);

@@ -3,15 +3,17 @@
 //! The close logic in `conn.rs` is written once against [`Transport`]; each supported library
 //! (tokio-tungstenite here, axum behind its feature) is one small impl of it.
 
+use std::any::Any;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::classify::{Verdict, classify_ws};
 
@@ -59,7 +61,9 @@ pub trait Transport:
     #[doc(hidden)]
     fn verdict(err: &Self::WsError) -> Verdict;
 
-    /// Shuts the underlying byte stream down (TCP FIN), where the library gives access to it.
+    /// Shuts the underlying byte stream down where that does more than dropping it: a TLS
+    /// stream sends its `close_notify`. A plain TCP socket is left to the drop that follows
+    /// (closing it sends the same FIN, without one more system call).
     #[doc(hidden)]
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
@@ -104,6 +108,20 @@ where
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if is_plain_tcp(self.get_ref()) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(self.get_mut()).poll_shutdown(cx)
     }
+}
+
+/// Whether `stream` is a plain TCP socket (as `accept_async` and `connect_async` without TLS
+/// give): one whose close after the last write sends the same FIN as `shutdown(SHUT_WR)`.
+fn is_plain_tcp<S: 'static>(stream: &S) -> bool {
+    let stream: &dyn Any = stream;
+    stream.is::<TcpStream>()
+        || matches!(
+            stream.downcast_ref::<MaybeTlsStream<TcpStream>>(),
+            Some(MaybeTlsStream::Plain(_))
+        )
 }
