@@ -93,6 +93,52 @@ impl Drop for DriveOrSpawn {
     }
 }
 
+/// The waker of a close task's first poll, made on the spot before the task has a home: it
+/// remembers that something woke it and passes the wake-up on to the task that runs the rest.
+#[derive(Default)]
+struct Relay {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl std::task::Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// The rest of a close whose first poll ran on the spot. Its first poll in its own task polls
+/// the close again only if the relay was woken since: otherwise nothing has changed, and the
+/// poll would only repeat a read that just came up empty (tungstenite zeroes its whole read
+/// buffer, 128 KiB by default, for every read attempt). Until the close is polled with the
+/// task's own waker, the relay (held by the socket, the deadline timer and the terminate
+/// notification) wakes the task.
+struct Resume {
+    relay: Arc<Relay>,
+    task: CloseTask,
+    polled: bool,
+}
+
+impl Future for Resume {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.polled {
+            self.relay.task.register(cx.waker());
+            if !self.relay.woken.swap(false, Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+            self.polled = true;
+        }
+        self.task.as_mut().poll(cx)
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 struct Shared<T: Transport> {
@@ -268,11 +314,17 @@ impl<T: Transport> Shared<T> {
         if !poll_now {
             return Begun::Waiting(task);
         }
-        // Whatever this first poll registers with the no-op waker is registered again by the
-        // next poll, in the task that runs the rest.
-        match task.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        let relay = Arc::new(Relay::default());
+        match task
+            .as_mut()
+            .poll(&mut Context::from_waker(&Waker::from(relay.clone())))
+        {
             Poll::Ready(()) => Begun::Finished,
-            Poll::Pending => Begun::Waiting(task),
+            Poll::Pending => Begun::Waiting(Box::pin(Resume {
+                relay,
+                task,
+                polled: false,
+            })),
         }
     }
 

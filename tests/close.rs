@@ -206,6 +206,29 @@ async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
     }
 }
 
+/// A close begun without awaiting it (`start_close`) is first polled on the spot, then moves to
+/// a task of its own; to a silent peer it still ends at its deadline.
+async fn a_close_started_elsewhere_still_ends_at_its_deadline<F: Flavor>() {
+    let deadline = Duration::from_millis(300);
+    for &role in F::ROLES {
+        let (m, _g) = recorder::install();
+        let config = Config::new().with_close_timeout(deadline).unwrap();
+        let (ws, raw) = F::with_raw(role, &config).await;
+        let handle = ws.handle();
+        let started = Instant::now();
+        assert!(handle.start_close(1000, "").unwrap());
+        let report = bounded(handle.closed()).await;
+        let took = started.elapsed();
+        assert_eq!(report.outcome, Outcome::Timeout, "{role}: {report:?}");
+        assert!(
+            took >= deadline && took < deadline + Duration::from_millis(250),
+            "{role}: {took:?}"
+        );
+        assert_eq!(m.closes(r(role), "app", "timeout"), 1);
+        drop((ws, raw));
+    }
+}
+
 async fn peer_reset_mid_close_is_peer_gone<F: Flavor>() {
     for &role in F::ROLES {
         let (m, _g) = recorder::install();
@@ -703,4 +726,5 @@ flavor_tests!(
     undeliverable_messages_are_counted_as_dropped,
     dropping_every_handle_closes_with_going_away,
     a_peer_that_stops_reading_pushes_back_and_the_writer_resumes,
+    a_close_started_elsewhere_still_ends_at_its_deadline,
 );
