@@ -176,7 +176,7 @@ const fn expected_label(outcome: Outcome) -> &'static str {
 /// Registering a series is a lookup in the recorder's registry (about 100 ns each); the handles
 /// are therefore cached per thread and per recorder, each built on first use. An event then
 /// costs a thread-local access, a pointer comparison and the update itself.
-fn facade(u: Update) {
+fn facade(updates: impl Iterator<Item = Update>) {
     let recorder =
         metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const () as usize);
     FACADE.with(|cell| {
@@ -189,10 +189,12 @@ fn facade(u: Update) {
             });
         }
         let Some(cache) = cache.as_mut() else { return };
-        let role = u.role();
-        cache.roles[index(Role::ALL, role)]
-            .get_or_insert_with(|| RoleHandles::new(role))
-            .apply(u);
+        for u in updates {
+            let role = u.role();
+            cache.roles[index(Role::ALL, role)]
+                .get_or_insert_with(|| RoleHandles::new(role))
+                .apply(u);
+        }
     });
 }
 
@@ -326,12 +328,13 @@ impl Backends {
         }
     }
 
-    fn apply(&self, u: Update) {
-        facade(u);
+    /// Records the updates of one event: one recorder lookup and one cache access for all.
+    fn apply(&self, updates: impl Iterator<Item = Update> + Clone) {
         #[cfg(feature = "otel")]
         if let Some(otel) = self.otel {
-            otel.apply(u);
+            updates.clone().for_each(|u| otel.apply(u));
         }
+        facade(updates);
     }
 }
 
@@ -339,14 +342,18 @@ static DESCRIBE_ONCE: Once = Once::new();
 
 pub(crate) fn on_open(role: Role) {
     DESCRIBE_ONCE.call_once(describe_metrics);
-    let b = Backends::get();
-    b.apply(Update::Opened(role));
-    b.apply(Update::Active(role, 1));
     // Rare-event counters exist from the first connection on, at 0, so `increase()` and
     // alerts see their first event rather than a series appearing out of nowhere.
-    b.apply(Update::Redundant(role, 0));
-    b.apply(Update::SendAfterClose(role, 0));
-    b.apply(Update::Dropped(role, 0));
+    Backends::get().apply(
+        [
+            Update::Opened(role),
+            Update::Active(role, 1),
+            Update::Redundant(role, 0),
+            Update::SendAfterClose(role, 0),
+            Update::Dropped(role, 0),
+        ]
+        .into_iter(),
+    );
 }
 
 /// Everything known about an end, for metrics and the end event.
@@ -362,40 +369,35 @@ pub(crate) fn on_end(end: &End<'_>) {
     let r = end.report;
     let role = end.role;
     let outcome = r.outcome;
-    let b = Backends::get();
-    b.apply(Update::Closed {
-        role,
-        cause: r.cause,
-        outcome,
-    });
-    for (direction, code) in [
-        (Direction::Sent, r.code_sent),
-        (Direction::Received, r.code_received),
-    ] {
-        if let Some(code) = code {
-            b.apply(Update::CloseFrame {
-                role,
-                direction,
-                code,
-            });
-        }
-    }
-    if let Some(d) = r.close_duration {
-        b.apply(Update::CloseDuration {
+    let frame = |direction, code: Option<CloseCode>| {
+        code.map(|code| Update::CloseFrame {
+            role,
+            direction,
+            code,
+        })
+    };
+    let updates = [
+        Some(Update::Closed {
+            role,
+            cause: r.cause,
+            outcome,
+        }),
+        frame(Direction::Sent, r.code_sent),
+        frame(Direction::Received, r.code_received),
+        r.close_duration.map(|d| Update::CloseDuration {
             role,
             outcome,
             seconds: d.as_secs_f64(),
-        });
-    }
-    b.apply(Update::ConnectionDuration {
-        role,
-        outcome,
-        seconds: r.connection_duration.as_secs_f64(),
-    });
-    if r.messages_dropped > 0 {
-        b.apply(Update::Dropped(role, r.messages_dropped));
-    }
-    b.apply(Update::Active(role, -1));
+        }),
+        Some(Update::ConnectionDuration {
+            role,
+            outcome,
+            seconds: r.connection_duration.as_secs_f64(),
+        }),
+        (r.messages_dropped > 0).then_some(Update::Dropped(role, r.messages_dropped)),
+        Some(Update::Active(role, -1)),
+    ];
+    Backends::get().apply(updates.iter().flatten().copied());
 
     record_close_span(r);
     let outcome = outcome.as_str();
@@ -431,12 +433,12 @@ pub(crate) fn on_end(end: &End<'_>) {
 }
 
 pub(crate) fn on_redundant_close(role: Role, state: State, span: &Span) {
-    Backends::get().apply(Update::Redundant(role, 1));
+    Backends::get().apply(std::iter::once(Update::Redundant(role, 1)));
     tracing::debug!(target: "wsclose", parent: span, state = %state, "close requested on a connection already closing or closed");
 }
 
 pub(crate) fn on_send_after_close(role: Role, state: State, span: &Span) {
-    Backends::get().apply(Update::SendAfterClose(role, 1));
+    Backends::get().apply(std::iter::once(Update::SendAfterClose(role, 1)));
     tracing::debug!(target: "wsclose", parent: span, state = %state, "send refused: connection closing or closed");
 }
 
