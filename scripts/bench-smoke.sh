@@ -2,7 +2,8 @@
 # Keeps benches/compare.rs from rotting: builds it and runs it in its reduced mode
 # (WSCLOSE_BENCH_SMOKE=1: a few hundred connections, tiny iteration counts, no criterion
 # section), then checks that every expected `compare` line is printed exactly once and is
-# well-formed. It checks the harness, not the speed: smoke numbers are meaningless.
+# well-formed. It checks the harness, not the speed: smoke numbers are meaningless. It builds
+# with the `otel` feature, so the OpenTelemetry rows are checked too.
 #
 #   ./scripts/bench-smoke.sh
 #
@@ -13,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR=never
 
 # The bench needs `cargo bench`'s release build; build it first so the timing below is the run.
-if ! cargo bench --bench compare --no-run; then
+if ! cargo bench --bench compare --features otel --no-run; then
   echo "bench-smoke: build failed"
   exit 1
 fi
@@ -21,7 +22,7 @@ fi
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 started=$SECONDS
-if ! WSCLOSE_BENCH_SMOKE=1 timeout 120 cargo bench --bench compare >"$out" 2>&1; then
+if ! WSCLOSE_BENCH_SMOKE=1 timeout 120 cargo bench --bench compare --features otel >"$out" 2>&1; then
   cat "$out"
   echo "bench-smoke: the bench failed"
   exit 1
@@ -35,6 +36,8 @@ declare -A extra=(
   [memory_idle_conn]=" extra_bytes_per_conn=-?[0-9]+ conns=[0-9]+"
   [instr_prometheus_per_close]=" per_close_ns=-?[0-9]+"
   [instr_prometheus_per_message]=" per_message_ns=-?[0-9]+"
+  [instr_otel_per_close]=" per_close_ns=-?[0-9]+"
+  [instr_otel_per_message]=" per_message_ns=-?[0-9]+"
 )
 names=(
   echo_16B_1conn echo_4KiB_1conn echo_16B_64conn echo_4KiB_64conn
@@ -44,6 +47,7 @@ names=(
   close_latency_client_init_p50 close_latency_client_init_p99
   close_storm memory_idle_conn
   instr_prometheus_per_close instr_prometheus_per_message
+  instr_otel_per_close instr_otel_per_message
 )
 
 bad=0

@@ -22,15 +22,19 @@
 //!
 //! | OpenTelemetry name | instrument | unit | attributes | Prometheus (SPEC §5) |
 //! |---|---|---|---|---|
-//! | `websocket.connections.active` | `UpDownCounter<i64>` | `{connection}` | role | `websocket_connections_active` |
-//! | `websocket.connections.opened` | `Counter<u64>` | `{connection}` | role | `websocket_connections_opened_total` |
-//! | `websocket.closes` | `Counter<u64>` | `{connection}` | role, cause, outcome, expected, `error.type` | `websocket_closes_total` |
+//! | `websocket.connections.active` | `ObservableUpDownCounter<i64>` | `{connection}` | role | `websocket_connections_active` |
+//! | `websocket.connections.opened` | `ObservableCounter<u64>` | `{connection}` | role | `websocket_connections_opened_total` |
+//! | `websocket.closes` | `ObservableCounter<u64>` | `{connection}` | role, cause, outcome, expected, `error.type` | `websocket_closes_total` |
 //! | `websocket.close.duration` | `Histogram<f64>` | `s` | role, outcome, `error.type` | `websocket_close_duration_seconds` |
 //! | `websocket.connection.duration` | `Histogram<f64>` | `s` | role, outcome, `error.type` | `websocket_connection_duration_seconds` |
-//! | `websocket.close.frames` | `Counter<u64>` | `{frame}` | role, direction, code | `websocket_close_frames_total` |
-//! | `websocket.close.redundant` | `Counter<u64>` | `{request}` | role | `websocket_close_redundant_total` |
-//! | `websocket.send_after_close` | `Counter<u64>` | `{message}` | role | `websocket_send_after_close_total` |
-//! | `websocket.messages.dropped` | `Counter<u64>` | `{message}` | role | `websocket_messages_dropped_total` |
+//! | `websocket.close.frames` | `ObservableCounter<u64>` | `{frame}` | role, direction, code | `websocket_close_frames_total` |
+//! | `websocket.close.redundant` | `ObservableCounter<u64>` | `{request}` | role | `websocket_close_redundant_total` |
+//! | `websocket.send_after_close` | `ObservableCounter<u64>` | `{message}` | role | `websocket_send_after_close_total` |
+//! | `websocket.messages.dropped` | `ObservableCounter<u64>` | `{message}` | role | `websocket_messages_dropped_total` |
+//!
+//! The counters are asynchronous: an event is one relaxed atomic add inside wsclose, and the
+//! SDK reads the counts at collection (a synchronous counter would cost an attribute-set lookup
+//! per event). The histograms record each value as it happens.
 //!
 //! Attribute keys are in [`attributes`]: `websocket.role`, `websocket.close.cause`,
 //! `websocket.close.outcome`, `websocket.close.expected` (bool), `websocket.close.direction`,
@@ -65,37 +69,42 @@
 //! # run(&opentelemetry::metrics::NoopMeterProvider::new()).unwrap();
 //! ```
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, UpDownCounter};
+use opentelemetry::metrics::{
+    AsyncInstrument, Histogram, Meter, MeterProvider, ObservableCounter, ObservableUpDownCounter,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 
 use crate::Error;
-use crate::telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, Update, help};
-use crate::{Outcome, Role};
+use crate::telemetry::{
+    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, Direction, Update, help,
+};
+use crate::{CODE_LABELS, Cause, Outcome, Role};
 
 /// The instrumentation scope name [`install`] uses (with the crate version).
 pub const SCOPE: &str = "wsclose";
 
 /// Instrument names.
 pub mod names {
-    /// UpDownCounter `{connection}`: connections currently open or closing.
+    /// Asynchronous UpDownCounter `{connection}`: connections currently open or closing.
     pub const CONNECTIONS_ACTIVE: &str = "websocket.connections.active";
-    /// Counter `{connection}`: connections wrapped.
+    /// Asynchronous Counter `{connection}`: connections wrapped.
     pub const CONNECTIONS_OPENED: &str = "websocket.connections.opened";
-    /// Counter `{connection}`: connection ends.
+    /// Asynchronous Counter `{connection}`: connection ends.
     pub const CLOSES: &str = "websocket.closes";
     /// Histogram `s`: first Close frame sent or received → transport closed.
     pub const CLOSE_DURATION: &str = "websocket.close.duration";
     /// Histogram `s`: open → transport closed.
     pub const CONNECTION_DURATION: &str = "websocket.connection.duration";
-    /// Counter `{frame}`: Close frames on the wire.
+    /// Asynchronous Counter `{frame}`: Close frames on the wire.
     pub const CLOSE_FRAMES: &str = "websocket.close.frames";
-    /// Counter `{request}`: close requests on a connection already closing or closed.
+    /// Asynchronous Counter `{request}`: close requests on a connection already closing or closed.
     pub const CLOSE_REDUNDANT: &str = "websocket.close.redundant";
-    /// Counter `{message}`: sends refused because the connection is closing or closed.
+    /// Asynchronous Counter `{message}`: sends refused because the connection is closing or closed.
     pub const SEND_AFTER_CLOSE: &str = "websocket.send_after_close";
-    /// Counter `{message}`: accepted outbound messages never confirmed delivered.
+    /// Asynchronous Counter `{message}`: accepted outbound messages never confirmed delivered.
     pub const MESSAGES_DROPPED: &str = "websocket.messages.dropped";
 
     /// Every instrument name, in the order of [`crate::names::ALL`] (the Prometheus names).
@@ -131,17 +140,104 @@ pub mod attributes {
 }
 
 /// Every instrument, built once by [`install`].
-#[derive(Debug)]
+///
+/// The counters (and the active count) are asynchronous instruments: an event is one relaxed
+/// atomic add on [`Counts`], and the SDK reads the counts through the callbacks when it
+/// collects (at each export). A synchronous counter would cost an attribute-set lookup in the
+/// SDK per event (hashing every attribute, ≈ 100 ns), six per connection. The two duration
+/// histograms need each value, so they are recorded as it happens.
 pub(crate) struct Instruments {
-    active: UpDownCounter<i64>,
-    opened: Counter<u64>,
-    closes: Counter<u64>,
+    counts: Arc<Counts>,
     close_duration: Histogram<f64>,
     connection_duration: Histogram<f64>,
-    close_frames: Counter<u64>,
-    redundant: Counter<u64>,
-    send_after_close: Counter<u64>,
-    dropped: Counter<u64>,
+    /// The asynchronous instruments, kept for as long as the process records.
+    _observed: (ObservableUpDownCounter<i64>, [ObservableCounter<u64>; 6]),
+}
+
+impl std::fmt::Debug for Instruments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instruments").finish_non_exhaustive()
+    }
+}
+
+/// What the asynchronous instruments report, indexed by role (`Role::ALL`), cause
+/// (`Cause::ALL`), outcome (`Outcome::ALL`), direction (sent, received) and code label
+/// (`CODE_LABELS`): every series wsclose can produce, so an event never allocates.
+#[derive(Default)]
+struct Counts {
+    opened: [AtomicU64; 2],
+    active: [AtomicI64; 2],
+    closes: [[[AtomicU64; 6]; 6]; 2],
+    frames: [[[AtomicU64; 16]; 2]; 2],
+    redundant: [AtomicU64; 2],
+    send_after_close: [AtomicU64; 2],
+    dropped: [AtomicU64; 2],
+}
+
+fn index<T: PartialEq>(all: &[T], value: T) -> usize {
+    all.iter().position(|v| *v == value).unwrap_or(0)
+}
+
+impl Counts {
+    /// Roles that have had a connection: their series exist (the rare-event ones at 0).
+    fn roles(&self) -> impl Iterator<Item = (usize, Role)> + '_ {
+        Role::ALL
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(r, _)| self.opened[*r].load(Ordering::Relaxed) > 0)
+    }
+
+    fn observe_per_role<T>(&self, o: &dyn AsyncInstrument<T>, value: impl Fn(usize) -> T) {
+        for (r, role) in self.roles() {
+            o.observe(value(r), &[KeyValue::new(attributes::ROLE, role.as_str())]);
+        }
+    }
+
+    fn observe_closes(&self, o: &dyn AsyncInstrument<u64>) {
+        use attributes::*;
+        for (r, role) in Role::ALL.iter().copied().enumerate() {
+            for (c, cause) in Cause::ALL.iter().copied().enumerate() {
+                for (k, outcome) in Outcome::ALL.iter().copied().enumerate() {
+                    let n = self.closes[r][c][k].load(Ordering::Relaxed);
+                    if n > 0 {
+                        let attrs = [
+                            KeyValue::new(ROLE, role.as_str()),
+                            KeyValue::new(CAUSE, cause.as_str()),
+                            KeyValue::new(OUTCOME, outcome.as_str()),
+                            KeyValue::new(EXPECTED, outcome.is_expected()),
+                            KeyValue::new(ERROR_TYPE, outcome.as_str()),
+                        ];
+                        o.observe(n, with_error_type(&attrs, outcome));
+                    }
+                }
+            }
+        }
+    }
+
+    fn observe_frames(&self, o: &dyn AsyncInstrument<u64>) {
+        use attributes::*;
+        for (r, role) in Role::ALL.iter().copied().enumerate() {
+            for (d, direction) in [Direction::Sent, Direction::Received]
+                .into_iter()
+                .enumerate()
+            {
+                for (k, code) in CODE_LABELS.into_iter().enumerate() {
+                    let n = self.frames[r][d][k].load(Ordering::Relaxed);
+                    if n > 0 {
+                        o.observe(
+                            n,
+                            &[
+                                KeyValue::new(ROLE, role.as_str()),
+                                KeyValue::new(DIRECTION, direction.as_str()),
+                                KeyValue::new(CODE, code),
+                            ],
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
@@ -209,12 +305,8 @@ pub fn is_installed() -> bool {
 
 impl Instruments {
     fn new(m: &Meter) -> Self {
-        let counter = |name: &'static str, unit: &'static str, help: &'static str| {
-            m.u64_counter(name)
-                .with_unit(unit)
-                .with_description(help)
-                .build()
-        };
+        use names::*;
+        let counts = Arc::new(Counts::default());
         let histogram = |name: &'static str, help: &'static str, bounds: &[f64]| {
             m.f64_histogram(name)
                 .with_unit("s")
@@ -222,49 +314,104 @@ impl Instruments {
                 .with_boundaries(bounds.to_vec())
                 .build()
         };
-        use names::*;
-        Instruments {
-            active: m
-                .i64_up_down_counter(CONNECTIONS_ACTIVE)
+        type Observe = fn(&Counts, &dyn AsyncInstrument<u64>);
+        let counter = |name: &'static str, unit: &'static str, help: &'static str, f: Observe| {
+            let counts = counts.clone();
+            m.u64_observable_counter(name)
+                .with_unit(unit)
+                .with_description(help)
+                .with_callback(move |o| f(&counts, o))
+                .build()
+        };
+        let active = {
+            let counts = counts.clone();
+            m.i64_observable_up_down_counter(CONNECTIONS_ACTIVE)
                 .with_unit("{connection}")
                 .with_description(help::CONNECTIONS_ACTIVE)
-                .build(),
-            opened: counter(CONNECTIONS_OPENED, "{connection}", help::CONNECTIONS_OPENED),
-            closes: counter(CLOSES, "{connection}", help::CLOSES),
+                .with_callback(move |o| {
+                    counts.observe_per_role(o, |r| counts.active[r].load(Ordering::Relaxed))
+                })
+                .build()
+        };
+        let counters = [
+            counter(
+                CONNECTIONS_OPENED,
+                "{connection}",
+                help::CONNECTIONS_OPENED,
+                |c, o| c.observe_per_role(o, |r| c.opened[r].load(Ordering::Relaxed)),
+            ),
+            counter(CLOSES, "{connection}", help::CLOSES, Counts::observe_closes),
+            counter(
+                CLOSE_FRAMES,
+                "{frame}",
+                help::CLOSE_FRAMES,
+                Counts::observe_frames,
+            ),
+            counter(
+                CLOSE_REDUNDANT,
+                "{request}",
+                help::CLOSE_REDUNDANT,
+                |c, o| c.observe_per_role(o, |r| c.redundant[r].load(Ordering::Relaxed)),
+            ),
+            counter(
+                SEND_AFTER_CLOSE,
+                "{message}",
+                help::SEND_AFTER_CLOSE,
+                |c, o| c.observe_per_role(o, |r| c.send_after_close[r].load(Ordering::Relaxed)),
+            ),
+            counter(
+                MESSAGES_DROPPED,
+                "{message}",
+                help::MESSAGES_DROPPED,
+                |c, o| c.observe_per_role(o, |r| c.dropped[r].load(Ordering::Relaxed)),
+            ),
+        ];
+        Instruments {
+            counts,
             close_duration: histogram(CLOSE_DURATION, help::CLOSE_DURATION, CLOSE_DURATION_BUCKETS),
             connection_duration: histogram(
                 CONNECTION_DURATION,
                 help::CONNECTION_DURATION,
                 CONNECTION_DURATION_BUCKETS,
             ),
-            close_frames: counter(CLOSE_FRAMES, "{frame}", help::CLOSE_FRAMES),
-            redundant: counter(CLOSE_REDUNDANT, "{request}", help::CLOSE_REDUNDANT),
-            send_after_close: counter(SEND_AFTER_CLOSE, "{message}", help::SEND_AFTER_CLOSE),
-            dropped: counter(MESSAGES_DROPPED, "{message}", help::MESSAGES_DROPPED),
+            _observed: (active, counters),
         }
     }
 
     /// Renders one update (decided in `telemetry`) with OpenTelemetry names and attributes.
     pub(crate) fn apply(&self, u: Update) {
-        use attributes::*;
-        let role = |r: Role| KeyValue::new(ROLE, r.as_str());
+        let c = &*self.counts;
+        let role = |r: Role| index(Role::ALL, r);
+        let add = |n: &AtomicU64, by: u64| {
+            n.fetch_add(by, Ordering::Relaxed);
+        };
         match u {
-            Update::Opened(r) => self.opened.add(1, &[role(r)]),
-            Update::Active(r, delta) => self.active.add(delta, &[role(r)]),
+            Update::Opened(r) => add(&c.opened[role(r)], 1),
+            Update::Active(r, delta) => {
+                c.active[role(r)].fetch_add(delta, Ordering::Relaxed);
+            }
             Update::Closed {
                 role: r,
                 cause,
                 outcome,
-            } => {
-                let attrs = [
-                    role(r),
-                    KeyValue::new(CAUSE, cause.as_str()),
-                    KeyValue::new(OUTCOME, outcome.as_str()),
-                    KeyValue::new(EXPECTED, outcome.is_expected()),
-                    KeyValue::new(ERROR_TYPE, outcome.as_str()),
-                ];
-                self.closes.add(1, with_error_type(&attrs, outcome));
-            }
+            } => add(
+                &c.closes[role(r)][index(Cause::ALL, cause)][index(Outcome::ALL, outcome)],
+                1,
+            ),
+            Update::CloseFrame {
+                role: r,
+                direction,
+                code,
+            } => add(
+                &c.frames[role(r)][usize::from(direction == Direction::Received)]
+                    [index(&CODE_LABELS, code.as_str())],
+                1,
+            ),
+            Update::Redundant(r, n) if n > 0 => add(&c.redundant[role(r)], n),
+            Update::SendAfterClose(r, n) if n > 0 => add(&c.send_after_close[role(r)], n),
+            Update::Dropped(r, n) if n > 0 => add(&c.dropped[role(r)], n),
+            // `on_open`'s zeros: the series exist once the role has a connection.
+            Update::Redundant(..) | Update::SendAfterClose(..) | Update::Dropped(..) => {}
             Update::CloseDuration {
                 role: r,
                 outcome,
@@ -283,21 +430,6 @@ impl Instruments {
                 self.connection_duration
                     .record(seconds, with_error_type(&attrs, outcome));
             }
-            Update::CloseFrame {
-                role: r,
-                direction,
-                code,
-            } => self.close_frames.add(
-                1,
-                &[
-                    role(r),
-                    KeyValue::new(DIRECTION, direction.as_str()),
-                    KeyValue::new(CODE, code.as_str()),
-                ],
-            ),
-            Update::Redundant(r, n) => self.redundant.add(n, &[role(r)]),
-            Update::SendAfterClose(r, n) => self.send_after_close.add(n, &[role(r)]),
-            Update::Dropped(r, n) => self.dropped.add(n, &[role(r)]),
         }
     }
 }
