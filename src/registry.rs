@@ -167,21 +167,22 @@ impl Registry {
         self.inner.drain_code.store(code, Ordering::Release);
         self.inner.draining.store(true, Ordering::Release);
 
-        let mut seen: HashMap<u64, Handle> = HashMap::new();
+        // Every connection is either in this snapshot, or wrapped after `draining` was set and
+        // closed at once by `insert` (which also lists it in `late`), so one pass begins every
+        // close; after it, the loop only waits.
+        let begun = self.handles();
+        for h in &begun {
+            h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
+        }
         let mut stragglers = 0;
         loop {
             let mut emptied = std::pin::pin!(self.inner.emptied.notified());
             emptied.as_mut().enable();
-            let live = self.handles();
-            if live.is_empty() {
+            if self.is_empty() {
                 break;
             }
-            for h in &live {
-                if seen.insert(h.id(), h.clone()).is_none() {
-                    h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
-                }
-            }
             if Instant::now() >= deadline {
+                let live = self.handles();
                 for h in &live {
                     if h.report().is_none() {
                         stragglers += 1;
@@ -193,15 +194,13 @@ impl Registry {
                 while ends.next().await.is_some() {}
                 continue;
             }
-            // Wake when the set empties, or every 50 ms to pick up connections wrapped during
-            // the drain, or at the deadline.
-            let tick = (Instant::now() + Duration::from_millis(50)).min(deadline);
             tokio::select! {
                 _ = emptied => {}
-                _ = tokio::time::sleep_until(tick) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
             }
         }
 
+        let mut seen: HashMap<u64, Handle> = begun.into_iter().map(|h| (h.id(), h)).collect();
         for h in self
             .inner
             .late
