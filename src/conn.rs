@@ -991,6 +991,10 @@ impl Handle {
     ///
     /// Cancel safe.
     pub async fn closed(&self) -> CloseReport {
+        // Already over (always so right after `close` drove its own close): no waiter needed.
+        if let Some(report) = self.ctl.report() {
+            return (*report).clone();
+        }
         (*self.ctl.closed().await).clone()
     }
 
