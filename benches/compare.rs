@@ -306,19 +306,7 @@ async fn pair_on(listener: &TcpListener, addr: SocketAddr) -> (Tt, Tt) {
 /// runs never collide). Returns (server sides, client sides), not matched up.
 async fn pairs(n: usize) -> (Vec<Tt>, Vec<Tt>) {
     let (listener, addr) = listener().await;
-    let acceptor = tokio::spawn(async move {
-        let mut handshakes = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (tcp, _) = listener.accept().await.expect("accept");
-            tcp.set_nodelay(true).expect("nodelay");
-            handshakes.push(tokio::spawn(tokio_tungstenite::accept_async(tcp)));
-        }
-        let mut servers = Vec::with_capacity(n);
-        for h in handshakes {
-            servers.push(h.await.expect("join").expect("server handshake"));
-        }
-        servers
-    });
+    let acceptor = tokio::spawn(accept_n(listener, n));
     let mut clients = Vec::with_capacity(n);
     let mut left = n;
     while left > 0 {

@@ -79,7 +79,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 
 use crate::Error;
 use crate::telemetry::{
-    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, Direction, Update, help,
+    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, Direction, Update, help, index,
 };
 use crate::{CODE_LABELS, Cause, Outcome, Role};
 
@@ -172,10 +172,6 @@ struct Counts {
     redundant: [AtomicU64; 2],
     send_after_close: [AtomicU64; 2],
     dropped: [AtomicU64; 2],
-}
-
-fn index<T: PartialEq>(all: &[T], value: T) -> usize {
-    all.iter().position(|v| *v == value).unwrap_or(0)
 }
 
 impl Counts {

@@ -225,7 +225,8 @@ struct RoleHandles {
     frames: [[OnceCell<Counter>; 16]; 2],
 }
 
-fn index<T: PartialEq>(all: &[T], value: T) -> usize {
+/// The position of `value` in `all` (the taxonomy's `ALL` lists, `CODE_LABELS`).
+pub(crate) fn index<T: PartialEq>(all: &[T], value: T) -> usize {
     all.iter().position(|v| *v == value).unwrap_or(0)
 }
 
