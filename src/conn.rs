@@ -21,6 +21,7 @@ use tracing::{Instrument, Span};
 
 use crate::classify::{Verdict, received_code};
 use crate::code::{MAX_REASON_BYTES, check_close_code, sanitize_reason, truncate_utf8};
+use crate::deadline::Deadline;
 use crate::error::Kind;
 use crate::gate::{CLOSED, Gate, OPEN};
 use crate::telemetry;
@@ -713,9 +714,9 @@ impl<T: Transport> Closer<T> {
         let deadline = self.started + budget.min(self.shared.config.close_timeout);
         let shared = self.shared.clone();
         let result = tokio::select! {
-            r = tokio::time::timeout_at(deadline, self.handshake(&mut io, plan)) => {
-                r.map_err(|_| "close deadline passed")
-            }
+            biased;
+            r = self.handshake(&mut io, plan) => Ok(r),
+            () = Deadline::new(deadline) => Err("close deadline passed"),
             _ = shared.terminate.notified() => {
                 Err("terminated at the end of a shutdown's grace period")
             }

@@ -81,6 +81,7 @@ mod classify;
 mod code;
 mod config;
 mod conn;
+mod deadline;
 mod error;
 mod gate;
 mod registry;

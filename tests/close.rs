@@ -166,6 +166,11 @@ async fn simultaneous_close_sends_one_frame_each_way<F: Flavor>() {
 
 async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
     let deadline = Duration::from_millis(300);
+    // The first close on a runtime starts the runtime's deadline sweeper, a task that stays:
+    // start it before counting tasks.
+    let (ws, raw) = F::with_raw(F::ROLES[0], &Config::new()).await;
+    drop(raw);
+    let _ = bounded(ws.close(1000, "")).await;
     for &role in F::ROLES {
         let (m, _g) = recorder::install();
         let config = Config::new().with_close_timeout(deadline).unwrap();
@@ -202,6 +207,37 @@ async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
             m.histogram("websocket_close_duration_seconds", &dur).len(),
             1
         );
+        m.assert_balanced(r(role));
+    }
+}
+
+/// Close deadlines share one timer per runtime: a short deadline that begins while a long one
+/// is pending must move that timer earlier, and still end on time.
+async fn a_shorter_deadline_begun_later_still_ends_on_time<F: Flavor>() {
+    let short = Duration::from_millis(300);
+    for &role in F::ROLES {
+        let (m, _g) = recorder::install();
+        let long = Config::new()
+            .with_close_timeout(Duration::from_secs(20))
+            .unwrap();
+        let (slow, slow_peer) = F::with_raw(role, &long).await;
+        assert!(slow.handle().start_close(1000, "").unwrap());
+        let config = Config::new().with_close_timeout(short).unwrap();
+        let (ws, _peer) = F::with_raw(role, &config).await;
+        let started = Instant::now();
+        let report = bounded(ws.close(1000, "")).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(report.outcome, Outcome::Timeout, "{role}: {report:?}");
+        assert!(
+            took >= short && took < short + Duration::from_millis(250),
+            "{role}: {took:?}"
+        );
+        assert_eq!(slow.state(), State::Closing(Cause::App), "{role}");
+        // The long close ends as soon as its peer goes away.
+        drop(slow_peer);
+        let slow = bounded(slow.handle().closed()).await;
+        assert_eq!(slow.outcome, Outcome::PeerGone, "{role}: {slow:?}");
+        assert_eq!(m.closes(r(role), "app", "timeout"), 1);
         m.assert_balanced(r(role));
     }
 }
@@ -712,6 +748,7 @@ flavor_tests!(
     clean_close_started_by_peer_is_answered_at_once,
     simultaneous_close_sends_one_frame_each_way,
     silent_peer_times_out_at_the_deadline,
+    a_shorter_deadline_begun_later_still_ends_on_time,
     peer_reset_mid_close_is_peer_gone,
     peer_eof_without_close_is_transport_peer_gone,
     invalid_close_codes_from_the_peer_fail_with_1002,
