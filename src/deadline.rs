@@ -218,11 +218,9 @@ impl Future for Deadline {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // No clock read here: the sweeper decides when a registered deadline has passed (one
+        // already past when registered fires at the sweeper's next turn).
         let this = &mut *self;
-        if Instant::now() >= this.at {
-            this.unregister();
-            return Poll::Ready(());
-        }
         if this.own.is_none() {
             if let Some(poll) = this.poll_sweeper(cx) {
                 return poll;
