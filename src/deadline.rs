@@ -59,18 +59,18 @@ impl Deadlines {
         static ALL: Mutex<Option<HashMap<tokio::runtime::Id, Weak<Deadlines>>>> = Mutex::new(None);
 
         let id = rt.id();
-        NEAREST.with(|nearest| {
-            let mut nearest = nearest.borrow_mut();
-            if let Some((near, d)) = &*nearest
-                && *near == id
-                && !d.gone.load(Ordering::Acquire)
-            {
-                return d.clone();
-            }
+        let live = |d: &Arc<Deadlines>| !d.gone.load(Ordering::Acquire);
+        let cached = NEAREST.try_with(|nearest| match &*nearest.borrow() {
+            Some((near, d)) if *near == id && live(d) => Some(d.clone()),
+            _ => None,
+        });
+        if let Ok(Some(d)) = cached {
+            return d;
+        }
+        let d = {
             let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
             let all = all.get_or_insert_with(HashMap::new);
-            let live = |d: &Arc<Deadlines>| !d.gone.load(Ordering::Acquire);
-            let d = match all.get(&id).and_then(Weak::upgrade).filter(live) {
+            match all.get(&id).and_then(Weak::upgrade).filter(live) {
                 Some(d) => d,
                 None => {
                     // Runtime ids are reused once a runtime is gone: forget the dead ones.
@@ -84,10 +84,11 @@ impl Deadlines {
                     all.insert(id, Arc::downgrade(&d));
                     d
                 }
-            };
-            *nearest = Some((id, d.clone()));
-            d
-        })
+            }
+        };
+        // Outside the thread's life (its locals being destroyed) there is no cache; fine.
+        let _ = NEAREST.try_with(|nearest| *nearest.borrow_mut() = Some((id, d.clone())));
+        d
     }
 }
 
@@ -252,6 +253,13 @@ mod tests {
         std::future::poll_fn(|cx| Poll::Ready(d.as_mut().poll(cx).is_ready())).await
     }
 
+    /// Awaits `f`, failing instead of hanging if it takes over 5 s.
+    async fn within<F: Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .expect("fired within 5 s")
+    }
+
     fn armed() -> Option<Instant> {
         Deadlines::of(&Handle::current()).state().armed
     }
@@ -266,10 +274,10 @@ mod tests {
         assert_eq!(armed(), Some(at(300)));
         assert!(!ready(early.as_mut()).await);
         assert_eq!(armed(), Some(at(100)));
-        early.as_mut().await;
+        within(early.as_mut()).await;
         assert!(Instant::now() >= at(100));
         assert!(!ready(late.as_mut()).await);
-        late.as_mut().await;
+        within(late.as_mut()).await;
         assert!(Instant::now() >= at(300));
     }
 
@@ -289,7 +297,7 @@ mod tests {
         let mut next = std::pin::pin!(Deadline::new(at(200)));
         assert!(!ready(next.as_mut()).await);
         assert_eq!(armed(), Some(at(100)), "a later deadline does not move it");
-        next.as_mut().await;
+        within(next.as_mut()).await;
         assert!(Instant::now() >= at(200));
         // Nothing pending: once the timer has fired, the sweeper goes idle.
         let idle = Instant::now() + Duration::from_secs(5);

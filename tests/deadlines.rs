@@ -1,0 +1,54 @@
+//! Close deadlines share one timer per runtime. On a multi-thread runtime, closes begun from
+//! many tasks at once, some with a long deadline and most with a short one, each end at their
+//! own deadline.
+
+mod support;
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use wsclose::{Config, Outcome, Role};
+
+use support::pairs::{bounded, wrapped_and_raw};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_to_silent_peers_on_every_worker_end_at_their_own_deadline() {
+    const N: usize = 200;
+    let short = Duration::from_millis(300);
+    let long = Duration::from_millis(1200);
+    let mut pairs = Vec::with_capacity(N);
+    for i in 0..N {
+        let role = if i % 2 == 0 {
+            Role::Server
+        } else {
+            Role::Client
+        };
+        // Every tenth close has the long deadline and begins first.
+        let timeout = if i % 10 == 0 { long } else { short };
+        let config = Config::new().with_close_timeout(timeout).unwrap();
+        let (ws, silent) = wrapped_and_raw(role, &config).await;
+        pairs.push((timeout, ws, silent));
+    }
+    pairs.sort_by_key(|(timeout, _, _)| std::cmp::Reverse(*timeout));
+    let started = Instant::now();
+    let mut closes = JoinSet::new();
+    for (timeout, ws, silent) in pairs {
+        closes.spawn(async move {
+            let report = ws.close(1000, "").await.expect("valid code");
+            drop(silent);
+            (timeout, report, started.elapsed())
+        });
+    }
+    let mut ended = 0;
+    while let Some(joined) = bounded(closes.join_next()).await {
+        let (timeout, report, took) = joined.expect("close task");
+        assert_eq!(report.outcome, Outcome::Timeout, "{report:?}");
+        assert!(
+            took >= timeout && took < timeout + Duration::from_millis(400),
+            "deadline {timeout:?}, ended after {took:?}"
+        );
+        ended += 1;
+    }
+    assert_eq!(ended, N);
+}
