@@ -69,6 +69,10 @@ impl Config {
     /// the transport shutdown. When it passes, the transport is terminated and the outcome is
     /// `timeout`.
     ///
+    /// The deadlines of all closes on a Tokio runtime share one timer, held by a small task that
+    /// the runtime's first close starts and that lives as long as the runtime (it shows in
+    /// `RuntimeMetrics::num_alive_tasks` as one task).
+    ///
     /// # Errors
     ///
     /// A value outside [`MIN_CLOSE_TIMEOUT`](Self::MIN_CLOSE_TIMEOUT)..=

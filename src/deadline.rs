@@ -119,14 +119,15 @@ async fn sweep(deadlines: Arc<Deadlines>) {
     let mut fired: Option<Instant> = None;
     std::future::poll_fn(|cx| {
         loop {
+            let mut due = Vec::new();
             let armed = {
                 let mut st = gone.0.state();
-                let now = Instant::now().max(fired.unwrap_or(Instant::now()));
+                let now = fired.map_or_else(Instant::now, |f| Instant::now().max(f));
                 while let Some(entry) = st.pending.first_entry() {
                     if entry.key().0 > now {
                         break;
                     }
-                    entry.remove().wake();
+                    due.push(entry.remove());
                 }
                 // Keep a timer still to come (only an earlier deadline moves it); replace one
                 // that has fired.
@@ -136,6 +137,7 @@ async fn sweep(deadlines: Arc<Deadlines>) {
                 st.sweeper = Some(cx.waker().clone());
                 st.armed
             };
+            due.into_iter().for_each(Waker::wake);
             let Some(at) = armed else {
                 return Poll::Pending; // idle: the next deadline wakes us
             };
@@ -153,7 +155,7 @@ async fn sweep(deadlines: Arc<Deadlines>) {
 }
 
 /// Resolves at `at`: a close's deadline. Registered with its runtime's sweeper when first
-/// polled before `at`, removed when dropped.
+/// polled, removed when dropped.
 pub(crate) struct Deadline {
     at: Instant,
     /// Where this deadline is registered: its runtime's deadlines, and its key there.
