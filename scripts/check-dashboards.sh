@@ -16,44 +16,15 @@ DASH=dashboards
 TYPECHECK=$DASH/typecheck
 RUNBOOK=docs/runbook.md
 
-passed=0
-failed=0
-failed_names=()
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-# run_check NAME COMMAND...: runs COMMAND with its output captured; shows the output on failure.
-run_check() {
-  local name=$1
-  shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1))
-    printf 'ok    %s\n' "$name"
-  else
-    failed=$((failed + 1))
-    failed_names+=("$name")
-    printf 'FAIL  %s\n' "$name"
-    sed 's/^/      /' "$work/out"
-  fi
-}
+# Every check runs, whatever the one before did; the summary at the end decides.
+check() { run_check "$@" || true; }
 
 # --- tools ---------------------------------------------------------------------------------
-apt_install() {
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
-      echo "need root (or sudo) to apt-get install $*" >&2
-      return 1
-    fi
-  fi
-  if [ -z "${apt_updated:-}" ]; then
-    "${sudo[@]}" apt-get update -qq
-    apt_updated=1
-  fi
-  # policy-rc.d in containers keeps the packaged services from starting; elsewhere they may.
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-}
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
@@ -76,10 +47,10 @@ done
 echo "promtool $(promtool --version 2>&1 | head -n1 | awk '{print $3}'), amtool $(amtool --version 2>&1 | head -n1 | awk '{print $3}'), node $(node --version), npm $(npm --version)"
 
 # --- Prometheus rules and config -----------------------------------------------------------
-run_check "promtool check rules $DASH/rules.yaml" promtool check rules "$DASH/rules.yaml"
+check "promtool check rules $DASH/rules.yaml" promtool check rules "$DASH/rules.yaml"
 # check config resolves rule_files relative to prometheus.yml, so this loads rules.yaml too.
-run_check "promtool check config $DASH/prometheus.yml" promtool check config "$DASH/prometheus.yml"
-run_check "promtool test rules $DASH/rules_test.yaml" promtool test rules "$DASH/rules_test.yaml"
+check "promtool check config $DASH/prometheus.yml" promtool check config "$DASH/prometheus.yml"
+check "promtool test rules $DASH/rules_test.yaml" promtool test rules "$DASH/rules_test.yaml"
 
 # The unit tests must notice when a rule changes: each edit below must make them fail.
 rule_mutants() {
@@ -114,9 +85,9 @@ rule_mutants() {
   fi
   echo "all $n edits caught"
 }
-run_check "rules tests fail when rules.yaml changes (9 edits)" rule_mutants
+check "rules tests fail when rules.yaml changes (9 edits)" rule_mutants
 
-run_check "amtool check-config $DASH/alertmanager.yml" amtool check-config "$DASH/alertmanager.yml"
+check "amtool check-config $DASH/alertmanager.yml" amtool check-config "$DASH/alertmanager.yml"
 
 # --- runbook links -------------------------------------------------------------------------
 # GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
@@ -166,7 +137,7 @@ check_runbook_links() {
   done <"$work/links"
   [ "$bad" -eq 0 ] && echo "$(wc -l <"$work/links") alerts link to their runbook section"
 }
-run_check "every runbook_url anchor is a heading of $RUNBOOK" check_runbook_links "$DASH/rules.yaml" "$RUNBOOK"
+check "every runbook_url anchor is a heading of $RUNBOOK" check_runbook_links "$DASH/rules.yaml" "$RUNBOOK"
 
 runbook_link_mutant() {
   sed 's/#websocketslowcloses"/#websocket-slow-closes"/' "$DASH/rules.yaml" >"$work/rules-broken-link.yaml"
@@ -176,18 +147,18 @@ runbook_link_mutant() {
   fi
   cat "$work/link-out"
 }
-run_check "the runbook link check catches a broken anchor" runbook_link_mutant
+check "the runbook link check catches a broken anchor" runbook_link_mutant
 
 # --- Grafana dashboard ---------------------------------------------------------------------
 npm_ci() { (cd "$TYPECHECK" && npm ci --no-audit --no-fund); }
-run_check "npm ci in $TYPECHECK" npm_ci
+check "npm ci in $TYPECHECK" npm_ci
 
 tsc_bin=$TYPECHECK/node_modules/.bin/tsc
 typecheck() {
   node "$TYPECHECK/gen.mjs" "$DASH/wsclose.json" "$TYPECHECK/generated/wsclose.ts" || return 1
   "$tsc_bin" --noEmit -p "$TYPECHECK"
 }
-run_check "tsc: $DASH/wsclose.json against @grafana/schema types" typecheck
+check "tsc: $DASH/wsclose.json against @grafana/schema types" typecheck
 
 # Copies the type-check project next to a malformed dashboard and expects tsc to reject it.
 # $1: what is wrong, $2: JavaScript that breaks `d` (the parsed dashboard)
@@ -216,16 +187,16 @@ reject_malformed() {
   echo "rejected ($what): $(grep -m1 -o 'error TS[0-9]*' "$dir/tsc.out")"
 }
 first_panel='const p = d.panels.find((p) => p.type !== "row");'
-run_check "tsc rejects a panel whose gridPos is a string" \
+check "tsc rejects a panel whose gridPos is a string" \
   reject_malformed "gridPos a string" "$first_panel p.gridPos = \"full width\";"
-run_check "tsc rejects a panel whose targets is a number" \
+check "tsc rejects a panel whose targets is a number" \
   reject_malformed "targets a number" "$first_panel p.targets = 3;"
-run_check "tsc rejects an unknown colour mode" \
+check "tsc rejects an unknown colour mode" \
   reject_malformed "color mode palete-classic" "$first_panel p.fieldConfig.defaults.color.mode = \"palete-classic\";"
-run_check "tsc rejects a misspelt panel key" \
+check "tsc rejects a misspelt panel key" \
   reject_malformed "key descripton" "$first_panel p.descripton = p.description; delete p.description;"
 
-run_check "dashboard lint (filters, sum by, metric names, labels, layout)" \
+check "dashboard lint (filters, sum by, metric names, labels, layout)" \
   node "$TYPECHECK/lint.mjs" "$DASH/wsclose.json" "$DASH/rules.yaml"
 
 lint_mutant() {
@@ -243,7 +214,7 @@ lint_mutant() {
   fi
   cat "$work/lint-out"
 }
-run_check "dashboard lint catches a query without the instance filter" lint_mutant
+check "dashboard lint catches a query without the instance filter" lint_mutant
 
 # --- summary -------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then

@@ -44,11 +44,10 @@ alert_timeout=90
 helper=scripts/e2e_alerts.py
 
 started=$SECONDS
-passed=0
-failed=0
-failed_names=()
-
 work=$(mktemp -d)
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+CHECK_TAIL=30
 demo_pid=
 prom_pid=
 am_pid=
@@ -106,22 +105,6 @@ helper() {
   count "$work/helper.out" "$status" "$name"
 }
 
-# check NAME COMMAND...: one check from a shell command.
-check() {
-  local name=$1
-  shift
-  if "$@" >"$work/check.out" 2>&1; then
-    passed=$((passed + 1))
-    printf 'ok    %s\n' "$name"
-  else
-    failed=$((failed + 1))
-    failed_names+=("$name")
-    printf 'FAIL  %s\n' "$name"
-    sed 's/^/      /' "$work/check.out" | tail -n 30
-    return 1
-  fi
-}
-
 logs() {
   local f
   for f in demo.err demo.out prometheus.log alertmanager.log webhook.log; do
@@ -151,17 +134,6 @@ need() {
 }
 
 # --- tools ---------------------------------------------------------------------------------
-apt_install() {
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
-      echo "need root (or sudo) to apt-get install $*"
-      return 1
-    fi
-  fi
-  "${sudo[@]}" apt-get update -qq &&
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-}
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
@@ -171,16 +143,16 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   # Installing may start the packaged services on :9090 / :9093; this test uses other ports.
-  need check "apt-get install ${missing[*]}" apt_install "${missing[@]}"
+  need run_check "apt-get install ${missing[*]}" apt_install "${missing[@]}"
 fi
 alertmanager_bin=$(command -v prometheus-alertmanager || command -v alertmanager)
 echo "$(prometheus --version 2>&1 | head -n1)"
 echo "$("$alertmanager_bin" --version 2>&1 | head -n1)"
 
-need check "ports $base, +3, +4, +11, +12 free on $host" \
+need run_check "ports $base, +3, +4, +11, +12 free on $host" \
   python3 "$helper" ports "$host" "$base" $((base + 3)) $((base + 4)) $((base + 11)) $((base + 12))
 
-need check "cargo build --example demo" cargo build --quiet --example demo
+need run_check "cargo build --example demo" cargo build --quiet --example demo
 demo_bin="${CARGO_TARGET_DIR:-target}/debug/examples/demo"
 
 # start_demo [--healthy]: the demo in the background; sets demo_pid.
@@ -195,10 +167,10 @@ start_demo() {
 # --- configuration -------------------------------------------------------------------------
 mkdir -p "$work/prom-data" "$work/am-data"
 need helper "rewrite rules" rewrite-rules dashboards/rules.yaml "$work/rules.yaml"
-need check "promtool check rules (CI copy)" promtool check rules "$work/rules.yaml"
+need run_check "promtool check rules (CI copy)" promtool check rules "$work/rules.yaml"
 need helper "rewrite alertmanager.yml" \
   rewrite-alertmanager dashboards/alertmanager.yml "$work/alertmanager.yml" "http://$hook_addr/alerts"
-need check "amtool check-config (CI copy)" amtool check-config "$work/alertmanager.yml"
+need run_check "amtool check-config (CI copy)" amtool check-config "$work/alertmanager.yml"
 
 cat >"$work/prometheus.yml" <<EOF
 global:
@@ -219,25 +191,25 @@ scrape_configs:
     static_configs:
       - targets: ["$demo_metrics"]
 EOF
-need check "promtool check config (CI prometheus.yml)" promtool check config "$work/prometheus.yml"
+need run_check "promtool check config (CI prometheus.yml)" promtool check config "$work/prometheus.yml"
 
 # --- processes -----------------------------------------------------------------------------
 python3 "$helper" webhook "$host" $((base + 4)) "$work/webhook.jsonl" >"$work/webhook.log" 2>&1 &
 hook_pid=$!
-need check "webhook receiver ready on $hook_addr" \
+need run_check "webhook receiver ready on $hook_addr" \
   python3 "$helper" wait-http "http://$hook_addr/" 10
 
-need check "demo (--healthy) serves /metrics" start_demo --healthy
+need run_check "demo (--healthy) serves /metrics" start_demo --healthy
 
 "$alertmanager_bin" --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
   --web.listen-address="$am_addr" --cluster.listen-address= >"$work/alertmanager.log" 2>&1 &
 am_pid=$!
-need check "Alertmanager ready on $am_addr" python3 "$helper" wait-http "http://$am_addr/-/ready" 30
+need run_check "Alertmanager ready on $am_addr" python3 "$helper" wait-http "http://$am_addr/-/ready" 30
 
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom-data" \
   --web.listen-address="$prom_addr" >"$work/prometheus.log" 2>&1 &
 prom_pid=$!
-need check "Prometheus ready on $prom_addr" python3 "$helper" wait-http "$prom/-/ready" 30
+need run_check "Prometheus ready on $prom_addr" python3 "$helper" wait-http "$prom/-/ready" 30
 need helper "first scrape" wait-up "$prom" "$job" 30
 need helper "rules and Alertmanager" check-setup "$prom" "$am_addr"
 
@@ -254,7 +226,7 @@ echo "--- unhealthy phase: the demo without --healthy (invalid close codes -> pr
 stop "$demo_pid"
 demo_pid=
 errors_since=$(date +%s.%N)
-need check "demo (unhealthy) serves /metrics on the same ports" start_demo
+need run_check "demo (unhealthy) serves /metrics on the same ports" start_demo
 helper "unhealthy phase" unhealthy "$prom" "$job" WebSocketUnexpectedCloseErrors \
   "$alert_timeout" "$work/webhook.jsonl" "$errors_since" || true
 helper "dashboard (after errors)" \
