@@ -50,6 +50,8 @@ enum Begun {
     Finished,
     /// This request began the close; the rest must run somewhere.
     Waiting(CloseTask),
+    /// This request began the close and polled it once on the spot; the rest goes to a task.
+    Resumed(Resume),
 }
 
 impl Begun {
@@ -60,6 +62,10 @@ impl Begun {
             Begun::Finished => true,
             Begun::Waiting(task) => {
                 tokio::spawn(task);
+                true
+            }
+            Begun::Resumed(rest) => {
+                tokio::spawn(rest);
                 true
             }
         }
@@ -321,11 +327,11 @@ impl<T: Transport> Shared<T> {
             .poll(&mut Context::from_waker(&Waker::from(relay.clone())))
         {
             Poll::Ready(()) => Begun::Finished,
-            Poll::Pending => Begun::Waiting(Box::pin(Resume {
+            Poll::Pending => Begun::Resumed(Resume {
                 relay,
                 task,
                 polled: false,
-            })),
+            }),
         }
     }
 
