@@ -531,9 +531,6 @@ impl<T: Transport> Shared<T> {
             }
             Poll::Ready(Some(Ok(msg))) => {
                 if let Some(frame) = T::close_frame(&msg) {
-                    // This task is the reader: `begin` need not wake it (its last registration
-                    // is stale now; waking it would only poll it once more for nothing).
-                    drop(self.reader.take());
                     self.begin(&mut slot, Plan::peer_closed(frame));
                 } else if T::is_pong(&msg) {
                     self.pongs.fetch_add(1, Ordering::Release);
