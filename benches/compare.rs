@@ -580,7 +580,7 @@ async fn warm_up<S, E>(a: &mut S, b: &mut S)
 where
     S: Sink<Message> + Stream<Item = Result<Message, E>> + Unpin,
 {
-    async fn one_way<S, E>(from: &mut S, to: &mut S)
+    async fn pass<S, E>(from: &mut S, to: &mut S)
     where
         S: Sink<Message> + Stream<Item = Result<Message, E>> + Unpin,
     {
@@ -590,8 +590,8 @@ where
         );
         assert!(matches!(to.next().await, Some(Ok(_))), "warm-up message");
     }
-    one_way(a, b).await;
-    one_way(b, a).await;
+    pass(a, b).await;
+    pass(b, a).await;
 }
 
 /// Raw: `close()`, read until the stream ends, drop the socket.

@@ -229,12 +229,12 @@ impl Future for Deadline {
                 return poll;
             }
             this.unregister();
-            this.own = Some(Box::pin(tokio::time::sleep_until(this.at)));
         }
-        match &mut this.own {
-            Some(own) => own.as_mut().poll(cx),
-            None => Poll::Pending,
-        }
+        let at = this.at;
+        this.own
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
+            .as_mut()
+            .poll(cx)
     }
 }
 
