@@ -123,7 +123,7 @@ impl std::task::Wake for Relay {
 /// the close again only if the relay was woken since: otherwise nothing has changed, and the
 /// poll would only repeat a read that just came up empty (tungstenite zeroes its whole read
 /// buffer, 128 KiB by default, for every read attempt). Until the close is polled with the
-/// task's own waker, the relay (held by the socket, the deadline timer and the terminate
+/// task's own waker, the relay (held by the socket, the deadline's sweeper and the terminate
 /// notification) wakes the task.
 struct Resume {
     relay: Arc<Relay>,
