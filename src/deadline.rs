@@ -155,9 +155,10 @@ async fn sweep(deadlines: Arc<Deadlines>) {
 }
 
 /// Resolves at `at`: a close's deadline. Registered with its runtime's sweeper when first
-/// polled, removed when dropped.
+/// polled, removed when dropped. Once resolved, it stays resolved (a close awaits it twice).
 pub(crate) struct Deadline {
     at: Instant,
+    passed: bool,
     /// Where this deadline is registered: its runtime's deadlines, and its key there.
     on: Option<(Arc<Deadlines>, u64)>,
     /// A timer of its own, outside a runtime or once the sweeper is gone.
@@ -168,6 +169,7 @@ impl Deadline {
     pub(crate) fn new(at: Instant) -> Self {
         Deadline {
             at,
+            passed: false,
             on: None,
             own: None,
         }
@@ -224,17 +226,22 @@ impl Future for Deadline {
         // No clock read here: the sweeper decides when a registered deadline has passed (one
         // already past when registered fires at the sweeper's next turn).
         let this = &mut *self;
-        if this.own.is_none() {
-            if let Some(poll) = this.poll_sweeper(cx) {
-                return poll;
-            }
-            this.unregister();
+        if this.passed {
+            return Poll::Ready(());
         }
-        let at = this.at;
-        this.own
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
-            .as_mut()
-            .poll(cx)
+        let poll = match this.own.is_none().then(|| this.poll_sweeper(cx)).flatten() {
+            Some(poll) => poll,
+            None => {
+                this.unregister();
+                let at = this.at;
+                this.own
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
+                    .as_mut()
+                    .poll(cx)
+            }
+        };
+        this.passed = poll.is_ready();
+        poll
     }
 }
 
@@ -278,6 +285,12 @@ mod tests {
         assert_eq!(armed(), Some(at(100)));
         within(early.as_mut()).await;
         assert!(Instant::now() >= at(100));
+        assert!(
+            ready(early.as_mut()).await,
+            "a passed deadline stays passed"
+        );
+        let pending = Deadlines::of(&Handle::current()).state().pending.len();
+        assert_eq!(pending, 1, "and is not registered again");
         assert!(!ready(late.as_mut()).await);
         within(late.as_mut()).await;
         assert!(Instant::now() >= at(300));
