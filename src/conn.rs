@@ -169,7 +169,7 @@ impl Future for Resume {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 struct Shared<T: Transport> {
-    gate: Gate<Io<T>, Arc<CloseReport>>,
+    gate: Gate<Io<T>, CloseReport>,
     role: Role,
     config: Config,
     id: u64,
@@ -487,7 +487,7 @@ impl<T: Transport> Shared<T> {
             close_attempted,
             span: &self.span,
         });
-        self.gate.finish(Arc::new(report));
+        self.gate.finish(report);
         self.reader.wake();
         self.writer.wake();
         self.done.notify_waiters();
@@ -496,18 +496,20 @@ impl<T: Transport> Shared<T> {
         }
     }
 
-    fn poll_report(&self, waker: &AtomicWaker, cx: &mut Context<'_>) -> Poll<Arc<CloseReport>> {
-        if let Some(r) = self.gate.report() {
-            return Poll::Ready(r);
+    /// Ready once the final report is published.
+    fn poll_ended(&self, waker: &AtomicWaker, cx: &mut Context<'_>) -> Poll<()> {
+        if self.gate.phase() == CLOSED {
+            return Poll::Ready(());
         }
         waker.register(cx.waker());
-        match self.gate.report() {
-            Some(r) => Poll::Ready(r),
-            None => Poll::Pending,
+        if self.gate.phase() == CLOSED {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
-    async fn closed(&self) -> Arc<CloseReport> {
+    async fn closed(&self) -> CloseReport {
         loop {
             let mut notified = pin!(self.done.notified());
             notified.as_mut().enable();
@@ -546,7 +548,7 @@ impl<T: Transport> Shared<T> {
         let mut slot = self.gate.lock();
         let Some(io) = slot.as_mut() else {
             drop(slot);
-            return self.poll_report(&self.reader, cx).map(|_| None);
+            return self.poll_ended(&self.reader, cx).map(|_| None);
         };
         match Pin::new(&mut io.t).poll_next(cx) {
             Poll::Pending => {
@@ -573,7 +575,7 @@ impl<T: Transport> Shared<T> {
                 );
                 self.begin(&mut slot, plan);
                 drop(slot);
-                self.poll_report(&self.reader, cx).map(|_| None)
+                self.poll_ended(&self.reader, cx).map(|_| None)
             }
         }
     }
@@ -647,7 +649,7 @@ impl<T: Transport> Shared<T> {
         let Some(io) = slot.as_mut() else {
             // The close task flushes what was accepted (or counts it as dropped).
             drop(slot);
-            return self.poll_report(&self.writer, cx).map(|_| Ok(()));
+            return self.poll_ended(&self.writer, cx).map(|_| Ok(()));
         };
         match Pin::new(&mut io.t).poll_flush(cx) {
             Poll::Pending => {
@@ -671,7 +673,7 @@ impl<T: Transport> Shared<T> {
             *close_requested = true;
             self.request_close(Cause::App, Some((1000, String::new())));
         }
-        self.poll_report(&self.writer, cx).map(|_| Ok(()))
+        self.poll_ended(&self.writer, cx).map(|_| Ok(()))
     }
 }
 
@@ -933,8 +935,8 @@ trait Control: Send + Sync {
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
     fn terminate(&self);
     fn state(&self) -> State;
-    fn report(&self) -> Option<Arc<CloseReport>>;
-    fn closed(&self) -> Pin<Box<dyn Future<Output = Arc<CloseReport>> + Send + '_>>;
+    fn report(&self) -> Option<CloseReport>;
+    fn closed(&self) -> Pin<Box<dyn Future<Output = CloseReport> + Send + '_>>;
     fn role(&self) -> Role;
     fn id(&self) -> u64;
 }
@@ -952,10 +954,10 @@ impl<T: Transport> Control for Shared<T> {
     fn state(&self) -> State {
         Shared::state(self)
     }
-    fn report(&self) -> Option<Arc<CloseReport>> {
+    fn report(&self) -> Option<CloseReport> {
         self.gate.report()
     }
-    fn closed(&self) -> Pin<Box<dyn Future<Output = Arc<CloseReport>> + Send + '_>> {
+    fn closed(&self) -> Pin<Box<dyn Future<Output = CloseReport> + Send + '_>> {
         Box::pin(Shared::closed(self))
     }
     fn role(&self) -> Role {
@@ -1051,9 +1053,9 @@ impl Handle {
     pub async fn closed(&self) -> CloseReport {
         // Already over (always so right after `close` drove its own close): no waiter needed.
         if let Some(report) = self.ctl.report() {
-            return (*report).clone();
+            return report;
         }
-        (*self.ctl.closed().await).clone()
+        self.ctl.closed().await
     }
 
     /// The current state.
@@ -1063,7 +1065,7 @@ impl Handle {
 
     /// The final report once the connection is `Closed`.
     pub fn report(&self) -> Option<CloseReport> {
-        self.ctl.report().map(|r| (*r).clone())
+        self.ctl.report()
     }
 
     /// This endpoint's role.
@@ -1236,7 +1238,7 @@ impl<T: Transport> WebSocket<T> {
 
     /// The final report once the connection is `Closed`.
     pub fn report(&self) -> Option<CloseReport> {
-        self.shared().gate.report().map(|r| (*r).clone())
+        self.shared().gate.report()
     }
 
     /// This endpoint's role.

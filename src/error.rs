@@ -2,7 +2,6 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::{CloseReport, Outcome, State};
 
@@ -32,7 +31,7 @@ pub(crate) enum Kind {
     /// A send on a connection that is closing or closed.
     Closed {
         state: State,
-        report: Option<Arc<CloseReport>>,
+        report: Option<CloseReport>,
     },
     /// An outgoing close code the protocol forbids.
     InvalidCloseCode { code: u16, why: &'static str },
@@ -56,7 +55,7 @@ impl Error {
         self
     }
 
-    pub(crate) fn closed(state: State, report: Option<Arc<CloseReport>>) -> Self {
+    pub(crate) fn closed(state: State, report: Option<CloseReport>) -> Self {
         Error::new(Kind::Closed { state, report })
     }
 
@@ -116,7 +115,7 @@ impl Error {
     /// The final report, when the connection had already closed.
     pub fn report(&self) -> Option<&CloseReport> {
         match &self.inner.kind {
-            Kind::Closed { report, .. } => report.as_deref(),
+            Kind::Closed { report, .. } => report.as_ref(),
             _ => None,
         }
     }
