@@ -50,8 +50,9 @@ enum Begun {
     Finished,
     /// This request began the close; the rest must run somewhere.
     Waiting(CloseTask),
-    /// This request began the close and polled it once on the spot; the rest goes to a task.
-    Resumed(Resume),
+    /// This request began the close and polled it once on the spot; the rest is spawned when
+    /// it is woken (see `Parked`).
+    Parked,
 }
 
 impl Begun {
@@ -59,13 +60,9 @@ impl Begun {
     fn detach(self) -> bool {
         match self {
             Begun::No => false,
-            Begun::Finished => true,
+            Begun::Finished | Begun::Parked => true,
             Begun::Waiting(task) => {
                 tokio::spawn(task);
-                true
-            }
-            Begun::Resumed(rest) => {
-                tokio::spawn(rest);
                 true
             }
         }
@@ -100,69 +97,35 @@ impl Drop for DriveOrSpawn {
     }
 }
 
-/// The waker of a close task's first poll, made on the spot before the task has a home: it
-/// remembers that something woke it and passes the wake-up on to the task that runs the rest.
-/// Each connection has one (a connection begins its close once); the connection's `Shared` is
-/// the waker, so that no allocation is made for it.
+/// A close whose first poll ran on the spot waits here, not yet spawned, until something
+/// wakes it: the peer's bytes, its deadline, or a shutdown's terminate. The connection itself
+/// is the waker of that first poll, and its wake spawns the close, whose first poll in its own
+/// task then has work to do. Spawning at once would cost a task poll that only finds nothing
+/// changed (and a read attempt that comes up empty again: tungstenite zeroes its whole free
+/// read buffer, 128 KiB by default, for each), inside the turn of whoever began the close.
 #[derive(Default)]
-struct Relay {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Relay {
-    fn wake(&self) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
+struct Parked {
+    /// Woken already (even during the first poll): there is something to do at once.
+    woken: bool,
+    task: Option<(CloseTask, tokio::runtime::Handle)>,
 }
 
 impl<T: Transport> std::task::Wake for Shared<T> {
     fn wake(self: Arc<Self>) {
-        self.relay.wake();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.relay.wake();
-    }
-}
-
-/// A connection seen only as the holder of its relay.
-trait HasRelay: Send + Sync {
-    fn relay(&self) -> &Relay;
-}
-
-impl<T: Transport> HasRelay for Shared<T> {
-    fn relay(&self) -> &Relay {
-        &self.relay
-    }
-}
-
-/// The rest of a close whose first poll ran on the spot. Its first poll in its own task polls
-/// the close again only if the relay was woken since: otherwise nothing has changed, and the
-/// poll would only repeat a read that just came up empty (tungstenite zeroes its whole read
-/// buffer, 128 KiB by default, for every read attempt). Until the close is polled with the
-/// task's own waker, the relay (held by the socket, the deadline's sweeper and the terminate
-/// notification) wakes the task.
-struct Resume {
-    conn: Arc<dyn HasRelay>,
-    task: CloseTask,
-    polled: bool,
-}
-
-impl Future for Resume {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.polled {
-            let relay = self.conn.relay();
-            relay.task.register(cx.waker());
-            if !relay.woken.swap(false, Ordering::AcqRel) {
-                return Poll::Pending;
-            }
-            self.polled = true;
+        let parked = {
+            let mut parked = self.parked();
+            parked.woken = true;
+            parked.task.take()
+        };
+        if let Some((task, rt)) = parked {
+            // A runtime shut down meanwhile drops the task: its `Closer` then publishes an
+            // `internal_error` report.
+            drop(rt.spawn(task));
         }
-        self.task.as_mut().poll(cx)
     }
 }
 
@@ -181,8 +144,8 @@ struct Shared<T: Transport> {
     writer: AtomicWaker,
     /// `Handle::closed` waiters.
     done: Notify,
-    /// Wakes the close task between its first poll on the spot and its own task's first poll.
-    relay: Relay,
+    /// A close polled once on the spot, until it is woken.
+    parked: std::sync::Mutex<Parked>,
     /// Ends the close task at once (a shutdown's grace period ran out).
     terminate: Notify,
     /// Pongs received (keepalive liveness), and their wake-up.
@@ -328,13 +291,13 @@ impl<T: Transport> Shared<T> {
         self.reader.wake();
         self.writer.wake();
         let closer = Closer::new(self.clone(), plan, io.pending);
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
             // No runtime to run a handshake on (a handle dropped outside Tokio): terminate the
             // transport now and say so.
             drop(io);
             closer.finish_now(Outcome::InternalError, "dropped outside a Tokio runtime");
             return Begun::Finished;
-        }
+        };
         let span = telemetry::close_span(&self.span);
         let run = closer.run(io);
         // A disabled span (no subscriber wants it) would only be entered and left on every poll.
@@ -346,17 +309,25 @@ impl<T: Transport> Shared<T> {
         if !poll_now {
             return Begun::Waiting(task);
         }
-        match task
+        let waker = Waker::from(self.clone());
+        if task
             .as_mut()
-            .poll(&mut Context::from_waker(&Waker::from(self.clone())))
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
         {
-            Poll::Ready(()) => Begun::Finished,
-            Poll::Pending => Begun::Resumed(Resume {
-                conn: self.clone(),
-                task,
-                polled: false,
-            }),
+            return Begun::Finished;
         }
+        let mut parked = self.parked();
+        if parked.woken {
+            return Begun::Waiting(task);
+        }
+        parked.task = Some((task, rt));
+        Begun::Parked
+    }
+
+    fn parked(&self) -> MutexGuard<'_, Parked> {
+        // Nothing in the critical sections can panic midway; carry on if one did.
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Begins the close if nobody has, running what must wait for the peer in its own task.
@@ -1162,7 +1133,7 @@ impl<T: Transport> WebSocket<T> {
             reader: AtomicWaker::new(),
             writer: AtomicWaker::new(),
             done: Notify::new(),
-            relay: Relay::default(),
+            parked: std::sync::Mutex::default(),
             terminate: Notify::new(),
             pongs: AtomicU64::new(0),
             pong: Notify::new(),

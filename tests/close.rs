@@ -765,3 +765,33 @@ flavor_tests!(
     a_peer_that_stops_reading_pushes_back_and_the_writer_resumes,
     a_close_started_elsewhere_still_ends_at_its_deadline,
 );
+
+/// A close waiting for its peer when its runtime shuts down still ends: the waiting close is
+/// dropped with the runtime, and every handle gets an `internal_error` report rather than a
+/// connection that stays `Closing` forever.
+#[test]
+fn a_close_waiting_when_its_runtime_shuts_down_still_reports() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (handle, ends) = rt.block_on(async {
+        let (mut ws, mut peer) = support::pairs::wrapped_and_tt(Role::Client, &Config::new()).await;
+        // The server closes first and then goes silent: the client replies and waits for the
+        // server's TCP close.
+        let frame = CloseFrame {
+            code: TtCode::Normal,
+            reason: "".into(),
+        };
+        peer.send(Message::Close(Some(frame))).await.unwrap();
+        let msg = bounded(ws.next()).await;
+        assert!(matches!(msg, Some(Ok(Message::Close(_)))), "{msg:?}");
+        assert_eq!(ws.state(), State::Closing(Cause::Peer));
+        (ws.handle(), (ws, peer))
+    });
+    drop(rt);
+    let report = handle.report().expect("a report once the runtime is gone");
+    assert_eq!(report.outcome, Outcome::InternalError);
+    assert_eq!(handle.state(), State::Closed);
+    drop(ends);
+}
