@@ -146,8 +146,10 @@ struct Shared<T: Transport> {
     done: Notify,
     /// A close polled once on the spot, until it is woken.
     parked: std::sync::Mutex<Parked>,
-    /// Ends the close task at once (a shutdown's grace period ran out).
-    terminate: Notify,
+    /// Ends the close task at once (a shutdown's grace period ran out), and the close task's
+    /// waker for it.
+    terminated: AtomicBool,
+    closer: AtomicWaker,
     /// Pongs received (keepalive liveness), and their wake-up.
     pongs: AtomicU64,
     pong: Notify,
@@ -467,6 +469,17 @@ impl<T: Transport> Shared<T> {
         }
     }
 
+    /// Ready once a shutdown has terminated the close.
+    fn poll_terminated(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.terminated.load(Ordering::Acquire) {
+            self.closer.register(cx.waker());
+            if !self.terminated.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
+
     /// Ready once the final report is published.
     fn poll_ended(&self, waker: &AtomicWaker, cx: &mut Context<'_>) -> Poll<()> {
         if self.gate.phase() == CLOSED {
@@ -742,7 +755,7 @@ impl<T: Transport> Closer<T> {
                 biased;
                 r = self.handshake(&mut io) => Ok(r),
                 () = &mut deadline => Err("close deadline passed"),
-                _ = shared.terminate.notified() => {
+                () = poll_fn(|cx| shared.poll_terminated(cx)) => {
                     Err("terminated at the end of a shutdown's grace period")
                 }
             };
@@ -920,7 +933,11 @@ impl<T: Transport> Control for Shared<T> {
         self.begin(&mut self.gate.lock(), Plan::close(cause, frame))
     }
     fn terminate(&self) {
-        self.terminate.notify_one();
+        if self.gate.phase() == OPEN {
+            return; // nothing to terminate
+        }
+        self.terminated.store(true, Ordering::Release);
+        self.closer.wake();
     }
     fn state(&self) -> State {
         Shared::state(self)
@@ -1134,7 +1151,8 @@ impl<T: Transport> WebSocket<T> {
             writer: AtomicWaker::new(),
             done: Notify::new(),
             parked: std::sync::Mutex::default(),
-            terminate: Notify::new(),
+            terminated: AtomicBool::new(false),
+            closer: AtomicWaker::new(),
             pongs: AtomicU64::new(0),
             pong: Notify::new(),
             sink_ready: AtomicBool::new(false),

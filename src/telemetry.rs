@@ -472,6 +472,9 @@ pub(crate) fn close_span(connection: &Span) -> Span {
 /// which `Instrumented` also enters), so the current span is this connection's close span;
 /// an end decided without a close task (no runtime) has none, and nothing is recorded.
 fn record_close_span(r: &CloseReport) {
+    if !tracing::dispatcher::has_been_set() {
+        return; // no subscriber, so no span to record on (and `Span::current` is not free)
+    }
     let span = Span::current();
     if !span
         .metadata()
