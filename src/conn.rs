@@ -122,8 +122,9 @@ impl<T: Transport> std::task::Wake for Shared<T> {
             parked.task.take()
         };
         if let Some((task, rt)) = parked {
-            // A runtime shut down meanwhile drops the task: its `Closer` then publishes an
-            // `internal_error` report.
+            // A runtime shut down meanwhile drops the task here, inside whatever called `wake`:
+            // its `Closer` drops the transport and publishes an `internal_error` report. (Tokio's
+            // streams, timers and `Notify`, and the deadline sweeper, wake outside their locks.)
             drop(rt.spawn(task));
         }
     }
@@ -461,6 +462,9 @@ impl<T: Transport> Shared<T> {
             span: &self.span,
         });
         self.gate.finish(report);
+        // The close task's waker for terminate: after a poll on the spot it is this connection
+        // itself, which must not keep itself alive.
+        drop(self.closer.take());
         self.reader.wake();
         self.writer.wake();
         self.done.notify_waiters();
@@ -770,11 +774,12 @@ impl<T: Transport> Closer<T> {
             };
             if failed.is_none() && self.preset.is_none() {
                 // Orderly end (TLS close_notify; see `Transport::poll_shutdown`), bounded by what is
-                // left of the deadline.
+                // left of the deadline, or cut short by a terminate.
                 tokio::select! {
                     biased;
                     _ = poll_fn(|cx| io.t.poll_shutdown(cx)) => {}
                     () = &mut deadline => {}
+                    () = poll_fn(|cx| shared.poll_terminated(cx)) => {}
                 }
             }
             drop(io);
@@ -1351,5 +1356,35 @@ mod tests {
         let close = Closer::new(shared.clone(), plan, 0).run(io);
         let size = std::mem::size_of_val(&close);
         assert!(size <= 1024, "the close task is {size} bytes");
+    }
+
+    /// A close polled on the spot has the connection itself as its waker; once it has ended,
+    /// nothing may keep the connection alive (its span would also never close).
+    #[tokio::test]
+    async fn a_connection_closed_by_its_peer_is_freed() {
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
+        let (a, b) = tokio::io::duplex(4096);
+        let (mut server, client) = tokio::join!(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
+            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
+        );
+        let mut ws = WebSocket::client(client);
+        let conn = Arc::downgrade(ws.shared());
+        server.send(Message::Close(None)).await.unwrap();
+        // The server reads the client's reply, then closes the stream.
+        let peer = tokio::spawn(async move { while let Some(Ok(_)) = server.next().await {} });
+        while let Some(Ok(_)) = ws.next().await {}
+        peer.await.unwrap();
+        let report = ws.handle().closed().await;
+        assert_eq!(report.outcome, Outcome::Clean);
+        drop(ws);
+        for _ in 0..100 {
+            if conn.strong_count() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(conn.strong_count(), 0, "the connection outlived its close");
     }
 }

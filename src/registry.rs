@@ -186,6 +186,9 @@ impl Registry {
                 for h in &live {
                     if h.report().is_none() {
                         stragglers += 1;
+                        // One wrapped just now may not have begun its close yet: begin it
+                        // (a no-op otherwise), so that there is a close to terminate.
+                        h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
                         h.terminate();
                     }
                 }

@@ -468,9 +468,10 @@ pub(crate) fn close_span(connection: &Span) -> Span {
     )
 }
 
-/// Records the end on the close span. `on_end` runs inside the close task (or in its drop,
-/// which `Instrumented` also enters), so the current span is this connection's close span;
-/// an end decided without a close task (no runtime) has none, and nothing is recorded.
+/// Records the end on the close span. When that span is enabled, `on_end` runs inside the close
+/// task (or in its drop, which `Instrumented` also enters), so the current span is this
+/// connection's close span; an end decided without a close task (no runtime), or with the close
+/// span disabled, has none, and nothing is recorded.
 fn record_close_span(r: &CloseReport) {
     if !tracing::dispatcher::has_been_set() {
         return; // no subscriber, so no span to record on (and `Span::current` is not free)
