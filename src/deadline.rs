@@ -226,22 +226,31 @@ impl Future for Deadline {
         // No clock read here: the sweeper decides when a registered deadline has passed (one
         // already past when registered fires at the sweeper's next turn).
         let this = &mut *self;
-        if this.passed {
-            return Poll::Ready(());
+        if !this.passed {
+            this.passed = this.poll_unlatched(cx).is_ready();
         }
-        let poll = match this.own.is_none().then(|| this.poll_sweeper(cx)).flatten() {
-            Some(poll) => poll,
-            None => {
-                this.unregister();
-                let at = this.at;
-                this.own
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
-                    .as_mut()
-                    .poll(cx)
+        if this.passed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Deadline {
+    /// One poll, through the sweeper or, without one, a timer of this deadline's own.
+    fn poll_unlatched(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.own.is_none() {
+            if let Some(poll) = self.poll_sweeper(cx) {
+                return poll;
             }
-        };
-        this.passed = poll.is_ready();
-        poll
+            self.unregister();
+        }
+        let at = self.at;
+        self.own
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
+            .as_mut()
+            .poll(cx)
     }
 }
 
