@@ -64,6 +64,12 @@ impl Transport for WebSocket {
         Message::Ping(KEEPALIVE_PAYLOAD.into())
     }
 
+    fn is_malformed_close(err: &::axum::Error) -> bool {
+        err.source()
+            .and_then(|e| e.downcast_ref::<tungstenite_axum::Error>())
+            .is_some_and(|ws| crate::classify::malformed_close!(ws, tungstenite_axum))
+    }
+
     fn verdict(err: &::axum::Error) -> Verdict {
         // axum wraps tungstenite's error; classify that, or an I/O error found in the chain.
         let inner = err.source();

@@ -79,6 +79,22 @@ macro_rules! tungstenite_classifier {
     };
 }
 
+/// Whether `err` is tungstenite's error for a Close frame whose payload it could not parse
+/// (one byte: half a status code). That Close frame counts as received with an invalid code.
+///
+/// tungstenite reports the other malformed Close frames (fragmented, a payload over 125 bytes,
+/// a reason that is not UTF-8) with the same errors as a malformed Ping, Pong or Text frame,
+/// without the opcode, so they cannot be told apart here and are not counted as Close frames.
+macro_rules! malformed_close {
+    ($err:expr, $($ws:ident)::+) => {
+        matches!(
+            $err,
+            $($ws)::+::Error::Protocol($($ws)::+::error::ProtocolError::InvalidCloseSequence)
+        )
+    };
+}
+pub(crate) use malformed_close;
+
 tungstenite_classifier!(
     /// Classifies an error of tokio-tungstenite's tungstenite.
     pub(crate) fn classify_ws(tokio_tungstenite::tungstenite)

@@ -42,61 +42,6 @@ type Slot<'a, T> = MutexGuard<'a, Option<Io<T>>>;
 /// The part of a close that waits for the peer.
 type CloseTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// What a close request did.
-enum Begun {
-    /// The close had already begun (or ended): nothing was done.
-    No,
-    /// This request began the close, and it is already over.
-    Finished,
-    /// This request began the close; the rest must run somewhere.
-    Waiting(CloseTask),
-    /// This request began the close and polled it once on the spot; the rest is spawned when
-    /// it is woken (see `Parked`).
-    Parked,
-}
-
-impl Begun {
-    /// Runs what is left in a task of its own; returns whether this request began the close.
-    fn detach(self) -> bool {
-        match self {
-            Begun::No => false,
-            Begun::Finished | Begun::Parked => true,
-            Begun::Waiting(task) => {
-                tokio::spawn(task);
-                true
-            }
-        }
-    }
-}
-
-/// Runs the rest of a close in the task awaiting it (the peer's reply wakes that task
-/// directly); if the awaiting future is dropped first, the rest moves to a task of its own.
-struct DriveOrSpawn(Option<CloseTask>);
-
-impl Future for DriveOrSpawn {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(task) = self.0.as_mut() {
-            std::task::ready!(task.as_mut().poll(cx));
-            self.0 = None;
-        }
-        Poll::Ready(())
-    }
-}
-
-impl Drop for DriveOrSpawn {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => drop(rt.spawn(task)),
-                // Dropping it publishes an `internal_error` report (see `Closer`'s `Drop`).
-                Err(_) => drop(task),
-            }
-        }
-    }
-}
-
 /// A close whose first poll ran on the spot waits here, not yet spawned, until something
 /// wakes it: the peer's bytes, its deadline, or a shutdown's terminate. The connection itself
 /// is the waker of that first poll, and its wake spawns the close, whose first poll in its own
@@ -107,7 +52,7 @@ impl Drop for DriveOrSpawn {
 struct Parked {
     /// Woken already (even during the first poll): there is something to do at once.
     woken: bool,
-    task: Option<(CloseTask, tokio::runtime::Handle)>,
+    task: Option<CloseTask>,
 }
 
 impl<T: Transport> std::task::Wake for Shared<T> {
@@ -121,16 +66,42 @@ impl<T: Transport> std::task::Wake for Shared<T> {
             parked.woken = true;
             parked.task.take()
         };
-        if let Some((task, rt)) = parked {
+        if let Some(task) = parked {
             // A runtime shut down meanwhile drops the task here, inside whatever called `wake`:
             // its `Closer` drops the transport and publishes an `internal_error` report. (Tokio's
             // streams, timers and `Notify`, and the deadline sweeper, wake outside their locks.)
-            drop(rt.spawn(task));
+            self.spawn(task);
         }
     }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The tasks that wait for the socket to take more bytes while the connection is open.
+///
+/// tokio-tungstenite keeps a single write waker per connection: each write-side poll replaces
+/// the one before. Two parties write while the connection is open (the application's writer
+/// and the keepalive's ping), so the transport is always polled with this fan-out as its
+/// waker, and each party registers its own: when the socket drains, both are woken, whichever
+/// polled last.
+#[derive(Default)]
+struct WriteWakers {
+    /// The application task waiting in a sink method.
+    app: AtomicWaker,
+    /// The keepalive task waiting to put its Ping on the wire.
+    ping: AtomicWaker,
+}
+
+impl std::task::Wake for WriteWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.app.wake();
+        self.ping.wake();
+    }
+}
 
 struct Shared<T: Transport> {
     gate: Gate<Io<T>, CloseReport>,
@@ -139,10 +110,15 @@ struct Shared<T: Transport> {
     id: u64,
     span: Span,
     opened_at: Instant,
+    /// The runtime the connection was wrapped on: its close runs there, whichever thread
+    /// begins it (a `Handle` is `Send + Sync`; a close may come from any thread).
+    rt: Option<tokio::runtime::Handle>,
     /// The application task waiting in `poll_next`.
     reader: AtomicWaker,
-    /// The application task waiting in a sink method.
-    writer: AtomicWaker,
+    /// The parties waiting for the socket to drain (see [`WriteWakers`]).
+    writers: Arc<WriteWakers>,
+    /// `writers` as the waker every write-side poll of the open transport is given.
+    write_waker: Waker,
     /// `Handle::closed` waiters.
     done: Notify,
     /// A close polled once on the spot, until it is woken.
@@ -282,24 +258,27 @@ impl<T: Transport> Shared<T> {
         phase_state(self.gate.phase())
     }
 
-    /// Begins the close if nobody has: takes the transport and returns the close task for the
-    /// caller to run. With `poll_now`, the task is first driven as far as it goes right now —
-    /// the Close frame (or the reply to the peer's) is written before this returns — for
-    /// callers that hand the rest to another task; a caller that awaits the task itself skips
-    /// that (a second poll in a row would only repeat a read that has nothing yet).
-    fn begin_task(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan, poll_now: bool) -> Begun {
+    /// Begins the close if nobody has; returns false when it had already begun.
+    ///
+    /// Takes the transport and drives the close task as far as it goes right now (the Close
+    /// frame, or the reply to the peer's, is written before this returns). The rest runs on its
+    /// own, on the connection's runtime: the task waits, not yet spawned, until something wakes
+    /// it (see [`Parked`]). So nothing a caller does afterwards (awaiting a future, keeping one
+    /// without polling it, dropping it) can hold a close up, and a close may begin on any
+    /// thread.
+    fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
         let Some(io) = self.gate.begin(slot, closing_phase(plan.cause)) else {
-            return Begun::No;
+            return false;
         };
         self.reader.wake();
-        self.writer.wake();
+        self.write_waker.wake_by_ref();
         let closer = Closer::new(self.clone(), plan, io.pending);
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // No runtime to run a handshake on (a handle dropped outside Tokio): terminate the
+        let Some(rt) = self.runtime() else {
+            // No runtime to run a handshake on (wrapped and closed outside Tokio): terminate the
             // transport now and say so.
             drop(io);
-            closer.finish_now(Outcome::InternalError, "dropped outside a Tokio runtime");
-            return Begun::Finished;
+            closer.finish_now(Outcome::InternalError, "closed outside a Tokio runtime");
+            return true;
         };
         let span = telemetry::close_span(&self.span);
         let run = closer.run(io);
@@ -309,23 +288,48 @@ impl<T: Transport> Shared<T> {
         } else {
             Box::pin(run.instrument(span))
         };
-        if !poll_now {
-            return Begun::Waiting(task);
-        }
+        // The first poll registers the deadline with the runtime's timer, so it runs inside the
+        // connection's runtime, also from a thread that is not one of its workers.
+        let _entered = match tokio::runtime::Handle::try_current() {
+            Ok(current) if current.id() == rt.id() => None,
+            // A thread tearing down its locals cannot enter a runtime: run it all in the task.
+            Err(e) if e.is_thread_local_destroyed() => {
+                self.spawn(task);
+                return true;
+            }
+            _ => Some(rt.enter()),
+        };
         let waker = Waker::from(self.clone());
         if task
             .as_mut()
             .poll(&mut Context::from_waker(&waker))
             .is_ready()
         {
-            return Begun::Finished;
+            return true;
         }
         let mut parked = self.parked();
         if parked.woken {
-            return Begun::Waiting(task);
+            drop(parked);
+            self.spawn(task);
+        } else {
+            parked.task = Some(task);
         }
-        parked.task = Some((task, rt));
-        Begun::Parked
+        true
+    }
+
+    /// The runtime the close runs on: the one the connection was wrapped on, else the current.
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.rt
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+    }
+
+    /// Runs the rest of a close in a task of its own. Without a runtime (or with one shut
+    /// down) the task is dropped: its `Closer` publishes an `internal_error` report.
+    fn spawn(&self, task: CloseTask) {
+        if let Some(rt) = self.runtime() {
+            drop(rt.spawn(task));
+        }
     }
 
     fn parked(&self) -> MutexGuard<'_, Parked> {
@@ -333,30 +337,40 @@ impl<T: Transport> Shared<T> {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Begins the close if nobody has, running what must wait for the peer in its own task.
-    /// Returns false when the close had already begun.
-    fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
-        self.begin_task(slot, plan, true).detach()
-    }
-
     /// Begins an application-level close (app, shutdown, keepalive, lifetime). Counts and logs
-    /// a redundant request when the close had already begun.
-    fn request_task(self: &Arc<Self>, cause: Cause, frame: OutFrame, poll_now: bool) -> Begun {
-        let begun = self.begin_task(&mut self.gate.lock(), Plan::close(cause, frame), poll_now);
-        if let Begun::No = begun {
+    /// a redundant request when the close had already begun. Returns whether this began it.
+    fn request_close(self: &Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        let begun = self.begin(&mut self.gate.lock(), Plan::close(cause, frame));
+        if !begun {
             telemetry::on_redundant_close(self.role, self.state(), &self.span);
         }
         begun
     }
 
-    /// [`request_task`](Self::request_task), with the rest of the close in its own task.
-    fn request_close(self: &Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
-        self.request_task(cause, frame, true).detach()
+    /// Polls a write-side operation of the open transport with the connection's write waker
+    /// ([`WriteWakers`]); `waiter` is the calling party's slot there. On `Pending` the party's
+    /// waker is registered and the operation polled once more, so that a drain between the
+    /// two polls is not missed (the fast path, ready at once, registers nothing).
+    fn poll_write_side<R>(
+        &self,
+        io: &mut Io<T>,
+        waiter: &AtomicWaker,
+        cx: &Context<'_>,
+        mut op: impl FnMut(Pin<&mut T>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        let mut wcx = Context::from_waker(&self.write_waker);
+        match op(Pin::new(&mut io.t), &mut wcx) {
+            Poll::Pending => {
+                waiter.register(cx.waker());
+                op(Pin::new(&mut io.t), &mut wcx)
+            }
+            ready => ready,
+        }
     }
 
     /// Sends a ping (once; `queued` remembers it) and flushes it, under the gate's lock like
-    /// any write. The application's writer may be parked on the same socket: our poll replaces
-    /// its waker inside tungstenite, so it is woken to register again.
+    /// any write. It waits for the socket like the application's writer does, through the
+    /// connection's write waker, so a writer that polls after it does not take its wake-up.
     fn poll_ping(
         self: &Arc<Self>,
         cx: &mut Context<'_>,
@@ -366,22 +380,25 @@ impl<T: Transport> Shared<T> {
         let Some(io) = slot.as_mut() else {
             return Poll::Ready(Err(()));
         };
-        let polled = if *queued {
-            Pin::new(&mut io.t).poll_flush(cx)
+        let ready = if *queued {
+            Poll::Ready(Ok(()))
         } else {
-            match Pin::new(&mut io.t).poll_ready(cx) {
-                Poll::Ready(Ok(())) => match Pin::new(&mut io.t).start_send(T::ping_message()) {
-                    Ok(()) => {
-                        *queued = true;
-                        self.sink_ready.store(false, Ordering::Relaxed);
-                        Pin::new(&mut io.t).poll_flush(cx)
-                    }
-                    Err(e) => Poll::Ready(Err(e)),
-                },
-                other => other,
-            }
+            self.poll_write_side(io, &self.writers.ping, cx, |t, cx| t.poll_ready(cx))
         };
-        self.writer.wake();
+        let polled = match ready {
+            Poll::Ready(Ok(())) => {
+                if !*queued {
+                    if let Err(e) = Pin::new(&mut io.t).start_send(T::ping_message()) {
+                        self.on_error(&mut slot, e);
+                        return Poll::Ready(Err(()));
+                    }
+                    *queued = true;
+                    self.sink_ready.store(false, Ordering::Relaxed);
+                }
+                self.poll_write_side(io, &self.writers.ping, cx, |t, cx| t.poll_flush(cx))
+            }
+            other => other,
+        };
         match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => {
@@ -420,30 +437,34 @@ impl<T: Transport> Shared<T> {
         }
     }
 
-    /// Keepalive pings and the maximum lifetime of one connection; ends with it.
+    /// Keepalive pings and the maximum lifetime of one connection; ends with it. A keepalive
+    /// round in flight (a Ping waiting for the socket or for its Pong) never holds the
+    /// lifetime close off: the maximum is an upper bound.
     async fn lifecycle(
         self: Arc<Self>,
         keepalive: Option<(Duration, Duration)>,
         lifetime: Option<Duration>,
     ) {
         let mut ended = pin!(self.closed());
-        let lifetime_at = lifetime.map(|d| self.opened_at + d);
+        let mut lifetime_at = pin!(sleep_until_opt(lifetime.map(|d| self.opened_at + d)));
         loop {
-            let next_ping = keepalive.map(|(interval, _)| Instant::now() + interval);
+            let round = async {
+                let Some((interval, timeout)) = keepalive else {
+                    return std::future::pending().await;
+                };
+                tokio::time::sleep(interval).await;
+                self.ping_answered(timeout).await
+            };
             tokio::select! {
+                biased;
                 _ = &mut ended => return,
-                _ = sleep_until_opt(lifetime_at) => {
+                () = &mut lifetime_at => {
                     let reason = "maximum connection lifetime reached".to_owned();
                     let plan = Plan::close(Cause::Lifetime, Some((self.config.lifetime_code, reason)));
                     self.begin(&mut self.gate.lock(), plan);
                     return;
                 }
-                _ = sleep_until_opt(next_ping) => {
-                    let timeout = keepalive.map_or(Duration::ZERO, |(_, t)| t);
-                    let answered = tokio::select! {
-                        _ = &mut ended => return,
-                        answered = self.ping_answered(timeout) => answered,
-                    };
+                answered = round => {
                     if !answered {
                         self.begin(&mut self.gate.lock(), Plan::keepalive_timeout());
                         return;
@@ -466,7 +487,7 @@ impl<T: Transport> Shared<T> {
         // itself, which must not keep itself alive.
         drop(self.closer.take());
         self.reader.wake();
-        self.writer.wake();
+        self.write_waker.wake_by_ref();
         self.done.notify_waiters();
         if let Some(registry) = &self.config.registry {
             registry.remove(self.id);
@@ -523,7 +544,11 @@ impl<T: Transport> Shared<T> {
                 cause,
                 reply,
             } => {
-                self.begin(slot, Plan::failed(outcome, cause, reply, err.to_string()));
+                let mut plan = Plan::failed(outcome, cause, reply, err.to_string());
+                if T::is_malformed_close(&err) {
+                    plan.received = Some((CloseCode::Invalid(None), None));
+                }
+                self.begin(slot, plan);
                 Error::new(Kind::Ended { outcome }).with_source(err)
             }
         }
@@ -582,11 +607,8 @@ impl<T: Transport> Shared<T> {
         let Some(io) = slot.as_mut() else {
             return Poll::Ready(Err(self.refuse_send()));
         };
-        match Pin::new(&mut io.t).poll_ready(cx) {
-            Poll::Pending => {
-                self.writer.register(cx.waker());
-                Poll::Pending
-            }
+        match self.poll_write_side(io, &self.writers.app, cx, |t, cx| t.poll_ready(cx)) {
+            Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => {
                 self.sink_ready.store(true, Ordering::Relaxed);
                 Poll::Ready(Ok(()))
@@ -616,10 +638,11 @@ impl<T: Transport> Shared<T> {
             return Err(self.on_error(&mut slot, err));
         }
         io.pending += 1;
-        // Ask the sink now, while the lock is held, whether it takes another message. The
-        // no-op waker is fine: on `Pending` the next `poll_ready` asks again with the
-        // application's waker, and that poll's registration is the one that counts.
-        match Pin::new(&mut io.t).poll_ready(&mut Context::from_waker(Waker::noop())) {
+        // Ask the sink now, while the lock is held, whether it takes another message. On
+        // `Pending` the next `poll_ready` asks again and registers the application's waker;
+        // the connection's write waker, given here too, keeps the socket's single write waker
+        // pointing at every party that waits for it (see `WriteWakers`).
+        match Pin::new(&mut io.t).poll_ready(&mut Context::from_waker(&self.write_waker)) {
             Poll::Ready(Ok(())) => self.sink_ready.store(true, Ordering::Relaxed),
             Poll::Pending => self.sink_ready.store(false, Ordering::Relaxed),
             Poll::Ready(Err(err)) => {
@@ -635,15 +658,19 @@ impl<T: Transport> Shared<T> {
     fn poll_flush(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut slot = self.gate.lock();
         let Some(io) = slot.as_mut() else {
-            // The close task flushes what was accepted (or counts it as dropped).
+            // The close task flushes what was accepted, or counts it as dropped: then this
+            // flush did not deliver, and says so.
             drop(slot);
-            return self.poll_ended(&self.writer, cx).map(|_| Ok(()));
+            std::task::ready!(self.poll_ended(&self.writers.app, cx));
+            return Poll::Ready(match self.gate.report() {
+                Some(report) if report.messages_dropped > 0 => {
+                    Err(Error::closed(State::Closed, Some(report)))
+                }
+                _ => Ok(()),
+            });
         };
-        match Pin::new(&mut io.t).poll_flush(cx) {
-            Poll::Pending => {
-                self.writer.register(cx.waker());
-                Poll::Pending
-            }
+        match self.poll_write_side(io, &self.writers.app, cx, |t, cx| t.poll_flush(cx)) {
+            Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => {
                 io.pending = 0;
                 Poll::Ready(Ok(()))
@@ -661,7 +688,7 @@ impl<T: Transport> Shared<T> {
             *close_requested = true;
             self.request_close(Cause::App, Some((1000, String::new())));
         }
-        self.poll_ended(&self.writer, cx).map(|_| Ok(()))
+        self.poll_ended(&self.writers.app, cx).map(|_| Ok(()))
     }
 }
 
@@ -838,9 +865,24 @@ impl<T: Transport> Closer<T> {
                         if self.shared.role == Role::Server {
                             return Ok(());
                         }
+                    } else if self.handshake_done {
+                        // A data frame after the peer's Close: the peer broke the protocol
+                        // (a library that hands such frames over rather than failing).
+                        return Err(self.violation("data received after the peer's Close"));
                     }
                 }
-                Some(Err(_)) | None if self.handshake_done => return Ok(()),
+                // After the peer's Close only the end of the transport may come; tungstenite
+                // reports a frame that still arrives as a protocol error.
+                Some(Err(e)) if self.handshake_done => {
+                    return match T::verdict(&e) {
+                        Verdict::Fatal {
+                            outcome: Outcome::ProtocolError,
+                            ..
+                        } => Err(self.fail(e)),
+                        _ => Ok(()),
+                    };
+                }
+                None if self.handshake_done => return Ok(()),
                 Some(Err(e)) => return Err(self.fail(e)),
                 None => {
                     self.error
@@ -851,7 +893,15 @@ impl<T: Transport> Closer<T> {
         }
     }
 
+    fn violation(&mut self, what: &str) -> Outcome {
+        self.error.get_or_insert_with(|| what.into());
+        Outcome::ProtocolError
+    }
+
     fn fail(&mut self, err: T::WsError) -> Outcome {
+        if T::is_malformed_close(&err) && self.code_received.is_none() {
+            self.code_received = Some(CloseCode::Invalid(None));
+        }
         let outcome = match T::verdict(&err) {
             Verdict::Fatal { outcome, .. } => outcome,
             Verdict::Recoverable => Outcome::InternalError,
@@ -920,7 +970,7 @@ impl<T: Transport> Drop for Owner<T> {
 /// The object-safe view of a connection that [`Handle`] holds, so handles of every transport
 /// type are one type.
 trait Control: Send + Sync {
-    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame, poll_now: bool) -> Begun;
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
     fn terminate(&self);
     fn state(&self) -> State;
@@ -931,8 +981,8 @@ trait Control: Send + Sync {
 }
 
 impl<T: Transport> Control for Shared<T> {
-    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame, poll_now: bool) -> Begun {
-        self.request_task(cause, frame, poll_now)
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        Shared::request_close(&self, cause, frame)
     }
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
         self.begin(&mut self.gate.lock(), Plan::close(cause, frame))
@@ -994,14 +1044,12 @@ impl Handle {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe. The close runs inside this future while it is awaited (so the peer's
-    /// reply wakes the caller directly); if the future is dropped first, the rest of the close
-    /// moves to a task of its own and still ends within the deadline.
+    /// Cancel safe. The first poll begins the close and writes the Close frame; the rest runs on
+    /// the connection's runtime whatever happens to this future (awaited, kept without being
+    /// polled, or dropped), and ends within the deadline.
     pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
         let frame = validate(Some((code, reason)))?;
-        if let Begun::Waiting(task) = self.ctl.clone().request_close(Cause::App, frame, false) {
-            DriveOrSpawn(Some(task)).await;
-        }
+        self.ctl.clone().request_close(Cause::App, frame);
         Ok(self.closed().await)
     }
 
@@ -1022,7 +1070,7 @@ impl Handle {
         reason: &str,
     ) -> Result<bool, Error> {
         let frame = validate(Some((code, reason)))?;
-        Ok(self.ctl.clone().request_close(cause, frame, true).detach())
+        Ok(self.ctl.clone().request_close(cause, frame))
     }
 
     /// Begins a close without counting a redundant request when one is already under way
@@ -1145,15 +1193,19 @@ impl<T: Transport> WebSocket<T> {
             span.record("peer", tracing::field::display(peer));
         }
         telemetry::on_open(role);
+        let writers = Arc::new(WriteWakers::default());
+        let write_waker = Waker::from(writers.clone());
         let shared = Arc::new(Shared {
+            write_waker,
             gate: Gate::new(Io { t: ws, pending: 0 }),
             role,
             config,
             id,
             span,
             opened_at: Instant::now(),
+            rt: tokio::runtime::Handle::try_current().ok(),
             reader: AtomicWaker::new(),
-            writer: AtomicWaker::new(),
+            writers,
             done: Notify::new(),
             parked: std::sync::Mutex::default(),
             terminated: AtomicBool::new(false),
@@ -1176,7 +1228,7 @@ impl<T: Transport> WebSocket<T> {
             .max_lifetime
             .map(|(max, jitter)| jittered(max, jitter, id));
         if config.keepalive.is_some() || lifetime.is_some() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            if let Some(rt) = &shared.rt {
                 let task = shared.clone().lifecycle(config.keepalive, lifetime);
                 rt.spawn(task.instrument(shared.span.clone()));
             }

@@ -64,8 +64,9 @@ struct Inner {
     drain_code: AtomicU16,
     /// Signalled whenever the set becomes empty.
     emptied: Notify,
-    /// Connections wrapped during the drain (closed at once), for the report.
-    late: Mutex<Vec<Handle>>,
+    /// Connections wrapped while a shutdown runs (closed at once), for its report; `None`
+    /// when no shutdown runs, so that a registry drained long ago keeps nothing.
+    late: Mutex<Option<Vec<Handle>>>,
     last_report: Mutex<Option<ShutdownReport>>,
 }
 
@@ -115,6 +116,10 @@ impl Registry {
             .clone()
     }
 
+    fn late(&self) -> std::sync::MutexGuard<'_, Option<Vec<Handle>>> {
+        self.inner.late.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
         self.inner.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -129,11 +134,9 @@ impl Registry {
         if !self.is_draining() {
             return None;
         }
-        self.inner
-            .late
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
+        if let Some(late) = self.late().as_mut() {
+            late.push(handle);
+        }
         Some(self.inner.drain_code.load(Ordering::Acquire))
     }
 
@@ -165,6 +168,7 @@ impl Registry {
         let started = Instant::now();
         let deadline = started + grace;
         self.inner.drain_code.store(code, Ordering::Release);
+        self.late().get_or_insert_with(Vec::new);
         self.inner.draining.store(true, Ordering::Release);
 
         // Every connection is either in this snapshot, or wrapped after `draining` was set and
@@ -204,13 +208,10 @@ impl Registry {
         }
 
         let mut seen: HashMap<u64, Handle> = begun.into_iter().map(|h| (h.id(), h)).collect();
-        for h in self
-            .inner
-            .late
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        // From here on, connections wrapped with this registry are closed at once as before,
+        // but no longer listed: nothing is kept once they have ended.
+        let late = self.late().take().unwrap_or_default();
+        for h in late {
             seen.entry(h.id()).or_insert(h);
         }
         let mut outcomes = BTreeMap::new();

@@ -61,6 +61,11 @@ pub trait Transport:
     #[doc(hidden)]
     fn verdict(err: &Self::WsError) -> Verdict;
 
+    /// Whether `err` reports a Close frame from the peer that could not be parsed (it then
+    /// counts as a received Close frame with an invalid code).
+    #[doc(hidden)]
+    fn is_malformed_close(err: &Self::WsError) -> bool;
+
     /// Shuts the underlying byte stream down where that does more than dropping it: a TLS
     /// stream sends its `close_notify`. A plain TCP socket is left to the drop that follows
     /// (closing it sends the same FIN, without one more system call).
@@ -105,6 +110,10 @@ where
 
     fn verdict(err: &WsError) -> Verdict {
         classify_ws(err)
+    }
+
+    fn is_malformed_close(err: &WsError) -> bool {
+        crate::classify::malformed_close!(err, tokio_tungstenite::tungstenite)
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
