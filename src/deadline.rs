@@ -7,14 +7,46 @@
 //! a connection (≈ 0.8 µs per closing end; see `docs/performance.md`).
 //!
 //! So the deadlines of a runtime are kept in one ordered map, and one small task per runtime
-//! (the *sweeper*) holds the only Tokio timer: it fires at the earliest pending deadline and wakes
-//! the closes whose deadline has passed. A close registers its deadline (a map insert under a
-//! lock) and removes it when it ends. The sweeper's timer is moved earlier when an earlier
+//! (the *sweeper*) polls the only Tokio timer: it fires at the earliest pending deadline and the
+//! sweeper wakes the closes whose deadline has passed. A close registers its deadline (a map
+//! insert under a lock) and removes it when it ends. The timer is moved earlier when an earlier
 //! deadline arrives, and is otherwise left where it is, even when the deadline it was set for
 //! has gone: the next close, whose deadline is later, then registers nothing with Tokio. When
-//! such a stale timer fires, the sweeper moves it to the earliest pending deadline, or goes idle.
+//! such a stale timer fires, the sweeper moves it to the earliest pending deadline.
 //!
-//! If the sweeper's runtime shuts down, its deadlines fall back to a Tokio timer each.
+//! # Nothing waits for the registering worker
+//!
+//! A close registers its deadline on whichever thread polls it first, typically a worker of a
+//! multi-thread runtime, and that thread may go on to block (a synchronous call in the same
+//! task). Anything it *schedules* meanwhile goes to its worker's LIFO slot, which the other
+//! workers cannot take from, and waits for the block to end. So a registering thread never
+//! wakes or spawns the sweeper:
+//!
+//! - The timer lives in the shared state, next to the map, and a registering thread with an
+//!   earlier deadline moves it itself (`Sleep::reset`, under the lock). The sweeper's last poll
+//!   left its waker with the timer, which keeps it across a reset; Tokio's timer driver then
+//!   fires it and wakes the sweeper from the thread that runs the driver, not from the one that
+//!   registered. (A deadline already past when registered may fire during the reset itself,
+//!   waking the sweeper from the registering thread: it still ends, only without that
+//!   guarantee.) This relies on Tokio's timer keeping the waker across a reset, as its default
+//!   timer does; the alternative timer of `tokio_unstable` (`enable_alt_timer`) does not.
+//! - For a reset to be enough, the timer is always registered with Tokio and the sweeper's last
+//!   poll of it is always pending: with nothing to fire for, the sweeper parks it an hour ahead
+//!   (and parks it again when it fires: one wake-up an hour). Tokio's test clock, once paused,
+//!   would jump to that timer whenever the runtime waits for anything else, and on to the next:
+//!   there the sweeper idles without a timer and a registering thread wakes it, which holds up
+//!   no one, a paused clock being for one-thread runtimes only.
+//! - When the runtime's first close is polled by a task of a multi-thread runtime, the sweeper
+//!   is spawned from a blocking-pool thread (`spawn_blocking`), not from that task's worker: a
+//!   spawn from outside the runtime's workers goes to the queue that every worker takes from.
+//!   Until its first poll there is no timer to move; that poll sets it for the earliest
+//!   deadline registered so far. (Were the blocking pool saturated, deadlines would wait for a
+//!   free thread to start the sweeper.) Anywhere else (outside a task, or on a one-thread
+//!   runtime, where a block holds up everything anyway) it is spawned on the spot, and so
+//!   counts among the runtime's tasks as soon as the first close has begun.
+//!
+//! If the sweeper's runtime shuts down (or the sweeper was never started), its deadlines fall
+//! back to a Tokio timer each.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -22,9 +54,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
+
+/// How far ahead the sweeper parks its timer when no deadline is pending.
+const PARK: Duration = Duration::from_secs(3600);
 
 /// The deadlines of one runtime, and its sweeper.
 pub(crate) struct Deadlines {
@@ -38,10 +74,15 @@ pub(crate) struct Deadlines {
 struct State {
     /// Pending deadlines, earliest first, with the waker of the close waiting for each.
     pending: BTreeMap<(Instant, u64), Waker>,
-    /// When the sweeper's timer fires; `None` while it is idle (no timer).
+    /// The deadline the timer fires for (or will, once the sweeper first polls it); `None`
+    /// when it fires for none (parked far ahead).
     armed: Option<Instant>,
-    /// The sweeper task, woken when `armed` moves earlier.
-    sweeper: Option<Waker>,
+    /// The timer: created and polled by the sweeper, moved earlier by registering threads.
+    /// `None` until the sweeper's first poll, and once it is gone.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The sweeper, while it is idle with no timer pending: only under Tokio's test clock (see
+    /// [`real_clock`]), on its one-thread runtime, where registering threads wake it.
+    idle: Option<Waker>,
 }
 
 impl Deadlines {
@@ -67,11 +108,11 @@ impl Deadlines {
         if let Ok(Some(d)) = cached {
             return d;
         }
-        let d = {
+        let (d, new) = {
             let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
             let all = all.get_or_insert_with(HashMap::new);
             match all.get(&id).and_then(Weak::upgrade).filter(live) {
-                Some(d) => d,
+                Some(d) => (d, false),
                 None => {
                     // Runtime ids are reused once a runtime is gone: forget the dead ones.
                     all.retain(|_, d| d.upgrade().is_some_and(|d| live(&d)));
@@ -80,30 +121,49 @@ impl Deadlines {
                         gone: AtomicBool::new(false),
                         next_key: AtomicU64::new(0),
                     });
-                    rt.spawn(sweep(d.clone()));
                     all.insert(id, Arc::downgrade(&d));
-                    d
+                    (d, true)
                 }
             }
         };
+        if new {
+            // `Gone` goes with the sweeper from here on, so that one that never runs (the
+            // runtime shutting down first) still sends its deadlines to timers of their own.
+            let gone = Gone(d.clone());
+            let worker = tokio::task::try_id().is_some()
+                && rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread;
+            if worker {
+                // From this thread the sweeper would wait in this worker's LIFO slot for as
+                // long as the worker stays busy (see the module docs): spawn it from one of
+                // the blocking pool's instead.
+                let on = rt.clone();
+                drop(rt.spawn_blocking(move || drop(on.spawn(sweep(gone)))));
+            } else {
+                drop(rt.spawn(sweep(gone)));
+            }
+        }
         // Outside the thread's life (its locals being destroyed) there is no cache; fine.
         let _ = NEAREST.try_with(|nearest| *nearest.borrow_mut() = Some((id, d.clone())));
         d
     }
 }
 
-/// Marks the sweeper gone when its task is dropped (runtime shutdown, or a panic because the
-/// runtime has no timer), and wakes every pending close so that it takes a timer of its own.
+/// Marks the sweeper gone when it is dropped (runtime shutdown, before or after it started,
+/// or a panic because the runtime has no timer), and wakes every pending close so that it
+/// takes a timer of its own.
 struct Gone(Arc<Deadlines>);
 
 impl Drop for Gone {
     fn drop(&mut self) {
         self.0.gone.store(true, Ordering::Release);
-        let pending = {
+        let (pending, timer) = {
             let mut st = self.0.state();
-            st.sweeper = None;
-            std::mem::take(&mut st.pending)
+            st.armed = None;
+            st.idle = None;
+            (std::mem::take(&mut st.pending), st.timer.take())
         };
+        // The timer holds on to its runtime: let it go with the sweeper.
+        drop(timer);
         for waker in pending.into_values() {
             waker.wake();
         }
@@ -111,17 +171,17 @@ impl Drop for Gone {
 }
 
 /// The sweeper: the one Tokio timer of a runtime's close deadlines.
-async fn sweep(deadlines: Arc<Deadlines>) {
-    let gone = Gone(deadlines);
-    let mut timer: Option<Pin<Box<Sleep>>> = None;
+async fn sweep(gone: Gone) {
     // The instant the timer last fired at: every deadline up to it has passed, whatever the
     // clock's granularity says.
     let mut fired: Option<Instant> = None;
     std::future::poll_fn(|cx| {
         loop {
             let mut due = Vec::new();
-            let armed = {
+            let turn = {
                 let mut st = gone.0.state();
+                let st = &mut *st;
+                st.idle = None;
                 let now = fired.map_or_else(Instant::now, |f| Instant::now().max(f));
                 while let Some(entry) = st.pending.first_entry() {
                     if entry.key().0 > now {
@@ -134,24 +194,57 @@ async fn sweep(deadlines: Arc<Deadlines>) {
                 if st.armed.is_none_or(|at| at <= now) {
                     st.armed = st.pending.keys().next().map(|(at, _)| *at);
                 }
-                st.sweeper = Some(cx.waker().clone());
-                st.armed
+                let at = match (st.armed, &st.timer) {
+                    (Some(at), _) => Some(at),
+                    // Still parked: leave it.
+                    (None, Some(t)) if t.deadline() > now => Some(t.deadline()),
+                    (None, _) if real_clock() => Some(now + PARK),
+                    // Tokio's test clock would jump to a parked timer whenever the runtime waits
+                    // for anything else, and then again to the next: idle instead.
+                    (None, _) => None,
+                };
+                match at {
+                    Some(at) => {
+                        // Out of the state while polled: should a poll panic, the timer goes
+                        // with it.
+                        let mut timer = st
+                            .timer
+                            .take()
+                            .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(at)));
+                        if timer.deadline() != at {
+                            timer.as_mut().reset(at);
+                        }
+                        // Polled under the lock, so that no reset comes between the poll and
+                        // the state it was made for; a poll runs no code of ours. Pending, it
+                        // leaves this task's waker with the timer, for the driver to wake when
+                        // a reset moves it earlier.
+                        let polled = timer.as_mut().poll(cx);
+                        st.timer = Some(timer);
+                        polled.map(|()| at)
+                    }
+                    None => {
+                        st.idle = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
             };
             due.into_iter().for_each(Waker::wake);
-            let Some(at) = armed else {
-                return Poll::Pending; // idle: the next deadline wakes us
-            };
-            let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-            if t.deadline() != at {
-                t.as_mut().reset(at);
+            match turn {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(at) => fired = Some(at),
             }
-            if t.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            fired = Some(at);
         }
     })
     .await
+}
+
+/// Whether the runtime's clock is the real one. Tokio's test clock (`tokio::time::pause`, only
+/// on a one-thread runtime) differs from it once paused or moved, and otherwise reads it: a
+/// reading between two readings of the real clock is the real clock's.
+fn real_clock() -> bool {
+    let before = std::time::Instant::now();
+    let now = Instant::now().into_std();
+    before <= now && now <= std::time::Instant::now()
 }
 
 /// Resolves at `at`: a close's deadline. Registered with its runtime's sweeper when first
@@ -210,8 +303,15 @@ impl Deadline {
             }
         }
         if st.armed.is_none_or(|armed| armed > self.at) {
+            // Moved here rather than by waking the sweeper: see the module docs. Before the
+            // sweeper's first poll there is no timer yet, and that poll sets it for `armed`.
             st.armed = Some(self.at);
-            if let Some(sweeper) = st.sweeper.take() {
+            if let Some(timer) = &mut st.timer {
+                timer.as_mut().reset(self.at);
+            }
+            // Idle only under Tokio's test clock, on a one-thread runtime: no other worker to
+            // hold up.
+            if let Some(sweeper) = st.idle.take() {
                 sweeper.wake();
             }
         }
@@ -282,6 +382,29 @@ mod tests {
         Deadlines::of(&Handle::current()).state().armed
     }
 
+    /// Where the sweeper's timer is set; `None` before its first poll.
+    fn timer_at() -> Option<Instant> {
+        let d = Deadlines::of(&Handle::current());
+        let st = d.state();
+        st.timer.as_ref().map(|t| t.deadline())
+    }
+
+    /// Waits (at most 5 s) for the sweeper's first poll, which creates its timer.
+    async fn sweeper_started() {
+        let until = Instant::now() + Duration::from_secs(5);
+        while timer_at().is_none() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(timer_at().is_some(), "the sweeper started");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn an_earlier_deadline_moves_the_timer_a_later_one_does_not() {
         let t0 = Instant::now();
@@ -330,16 +453,88 @@ mod tests {
         }
         assert_eq!(armed(), None);
         assert!(Deadlines::of(&Handle::current()).state().pending.is_empty());
+        let parked = timer_at().expect("a timer");
+        assert!(
+            parked >= Instant::now() + PARK - Duration::from_secs(60),
+            "and parks its timer far ahead"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_registering_thread_moves_the_timer_itself() {
+        let mut late = std::pin::pin!(Deadline::new(Instant::now() + Duration::from_secs(5)));
+        assert!(!ready(late.as_mut()).await);
+        sweeper_started().await;
+        let at = Instant::now() + Duration::from_millis(100);
+        let mut early = std::pin::pin!(Deadline::new(at));
+        // No await yields in between: on this one-thread runtime the sweeper cannot have run.
+        assert!(!ready(early.as_mut()).await);
+        assert_eq!(timer_at(), Some(at));
+        within(early.as_mut()).await;
+        assert!(Instant::now() >= at);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_past_when_registered_fires() {
+        // Before the sweeper's first poll...
+        within(Deadline::new(Instant::now())).await;
+        sweeper_started().await;
+        // ... and once it is parked, the timer then reset into the past.
+        let idle = Instant::now() + Duration::from_secs(5);
+        while armed().is_some() && Instant::now() < idle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(armed(), None);
+        let past = Instant::now() - Duration::from_millis(50);
+        within(Deadline::new(past)).await;
+        assert_eq!(armed(), None, "and leaves the timer parked");
+    }
+
+    #[test]
+    fn a_runtime_shut_down_sends_its_deadlines_to_timers_of_their_own() {
+        // Its sweeper spawned on the spot or (first close in a task of a multi-thread runtime)
+        // through the blocking pool; not yet started (never polled, or never spawned), and
+        // started.
+        for (multi_thread, started) in [(false, false), (false, true), (true, false), (true, true)]
+        {
+            let at = Instant::now() + Duration::from_millis(50);
+            let mut d = Box::pin(Deadline::new(at));
+            let rt = if multi_thread {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_time()
+                    .build()
+                    .unwrap()
+            } else {
+                runtime()
+            };
+            let (back, deadlines) = rt.block_on(async {
+                let first = tokio::spawn(async move {
+                    assert!(!ready(d.as_mut()).await);
+                    if started {
+                        sweeper_started().await;
+                    }
+                    (d, Deadlines::of(&Handle::current()))
+                });
+                first.await.unwrap()
+            });
+            d = back;
+            drop(rt);
+            let case = format!("multi-thread: {multi_thread}, started: {started}");
+            assert!(deadlines.gone.load(Ordering::Acquire), "{case}");
+            {
+                let st = deadlines.state();
+                assert!(st.pending.is_empty() && st.timer.is_none(), "{case}");
+            }
+            runtime().block_on(async {
+                within(d.as_mut()).await;
+                assert!(Instant::now() >= at);
+            });
+        }
     }
 
     #[test]
     fn a_new_runtime_on_the_same_thread_gets_a_sweeper_of_its_own() {
-        let runtime = || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap()
-        };
         let first = runtime();
         let old = first.block_on(async {
             Deadline::new(Instant::now() + Duration::from_millis(5)).await;
