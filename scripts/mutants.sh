@@ -8,8 +8,8 @@
 #
 # Too slow for CI (an incremental build and a test run per mutant: about an hour per hundred
 # mutants on two cores), so it is run by hand. It works on a copy of the tree, so the checkout
-# can be edited meanwhile. Results land in target/mutants/mutants.out/ (caught.txt, missed.txt,
-# timeout.txt, unviable.txt). Installs cargo-mutants from crates.io when it is missing.
+# can be edited meanwhile. Results land in mutants.out/ (caught.txt, missed.txt, timeout.txt,
+# unviable.txt). Installs cargo-mutants from crates.io when it is missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,12 +31,10 @@ done
 # through slower processes; the in-process tests see every behaviour they check.
 filter='not binary(peers) and not binary(otel_wire) and not binary(support_selftest) and not binary(prometheus)'
 
-mkdir -p target/mutants
 exec cargo mutants \
   --all-features \
   --test-tool nextest \
   --timeout-multiplier 3 \
   --minimum-test-timeout 60 \
-  --output target/mutants \
   "${globs[@]}" \
   -- --profile mutants -E "$filter"
