@@ -7,6 +7,7 @@
 //! cargo bench --bench compare                     # more repetitions
 //! WSCLOSE_BENCH_SMOKE=1 cargo bench --bench compare   # seconds; checks the harness, not speed
 //! WSCLOSE_BENCH_ONLY=echo cargo bench --bench compare -- --quick   # a subset (for profiling)
+//! WSCLOSE_BENCH_SAMPLES=1 cargo bench --bench compare -- --quick   # also each repetition (stderr)
 //! ```
 //!
 //! Every benchmark prints one line in a fixed form that scripts read:
@@ -45,30 +46,43 @@ use wsclose::{Handle, Registry, WebSocket};
 type Tt = WebSocketStream<TcpStream>;
 type Ws = WebSocket<Tt>;
 
-/// Measures the cost of a stretch of work on a current-thread runtime: the CPU time of this
+/// Measures the cost of a stretch of work. On a current-thread runtime: the CPU time of this
 /// thread (every task, both ends of every connection and the kernel's loopback work run on
-/// it), or wall time with `WSCLOSE_BENCH_CLOCK=wall`. CPU time is what the rates report by
-/// default: on a shared 2-core machine it is far less disturbed by other processes than wall
-/// time, and with everything on one thread it equals wall time on an idle machine.
+/// it), or wall time with `WSCLOSE_BENCH_CLOCK=wall`. CPU time is what the current-thread rates
+/// report by default: on a shared 2-core machine it is far less disturbed by other processes
+/// than wall time, and with everything on one thread it equals wall time on an idle machine.
+/// On the multi-thread runtime the work is spread over two workers (and a task may move between
+/// them), so those rows always use wall time.
 struct Timer {
     wall: Instant,
-    cpu: cpu_time::ThreadTime,
+    /// This thread's CPU time at the start (a `Duration`, not a `ThreadTime`, which is not
+    /// `Send`: the multi-thread rows' futures hold a `Timer` across awaits, with `Clock::Wall`).
+    cpu: Option<Duration>,
+}
+
+/// Which clock a [`Timer`] reports.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Clock {
+    /// This thread's CPU time, unless `WSCLOSE_BENCH_CLOCK=wall`.
+    Thread,
+    /// Wall time.
+    Wall,
 }
 
 impl Timer {
-    fn start() -> Timer {
+    fn start(clock: Clock) -> Timer {
+        let cpu = (clock == Clock::Thread && !use_wall_clock())
+            .then(|| cpu_time::ThreadTime::now().as_duration());
         Timer {
             wall: Instant::now(),
-            cpu: cpu_time::ThreadTime::now(),
+            cpu,
         }
     }
 
     fn secs(&self) -> f64 {
-        let cpu = self.cpu.elapsed();
-        if use_wall_clock() {
-            self.wall.elapsed().as_secs_f64()
-        } else {
-            cpu.as_secs_f64()
+        match &self.cpu {
+            Some(cpu) => (cpu_time::ThreadTime::now().as_duration() - *cpu).as_secs_f64(),
+            None => self.wall.elapsed().as_secs_f64(),
         }
     }
 }
@@ -139,7 +153,7 @@ impl Plan {
             echo_round_trips_per_conn_64: pick(10, 150, 400),
             send_small: pick(2_000, 200_000, 500_000),
             send_large: pick(20, 1_000, 2_000),
-            close_samples: pick(20, 500, 2_000),
+            close_samples: pick(20, 2_000, 5_000),
             storm_conns: pick(300, 10_000, 10_000),
             storm_reps: pick(1, 3, 5),
             memory_conns: pick(300, 10_000, 10_000),
@@ -244,6 +258,17 @@ where
 /// A rate row: samples are events per second; cost is time per event.
 fn rate_row(name: &str, unit: &'static str, raw: &[f64], ws: &[f64], note: String) -> Row {
     let ratios: Vec<f64> = raw.iter().zip(ws).map(|(r, w)| r / w).collect();
+    if std::env::var_os("WSCLOSE_BENCH_SAMPLES").is_some() {
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| fmt_value(*x))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!("samples {name} raw: {}", show(raw));
+        eprintln!("samples {name} wsclose: {}", show(ws));
+        eprintln!("samples {name} cost_ratio: {}", show(&ratios));
+    }
     Row {
         name: name.into(),
         raw: median(raw),
@@ -272,6 +297,52 @@ fn multi_thread() -> Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// The runtime a row runs on. The current-thread rows keep their names; the same rows on a
+/// 2-worker multi-thread runtime (as services run) end in `_mt`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavor {
+    Current,
+    Multi,
+}
+
+impl Flavor {
+    /// The row name's suffix.
+    fn suffix(self) -> &'static str {
+        match self {
+            Flavor::Current => "",
+            Flavor::Multi => "_mt",
+        }
+    }
+
+    fn clock(self) -> Clock {
+        match self {
+            Flavor::Current => Clock::Thread,
+            Flavor::Multi => Clock::Wall,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Flavor::Current => "current-thread runtime",
+            Flavor::Multi => "2-worker multi-thread runtime, wall time",
+        }
+    }
+
+    /// Runs a measurement. On the multi-thread runtime it runs in a spawned task, on a worker
+    /// like a service's tasks (`block_on` would poll it on this thread, a third one next to the
+    /// two workers); on the current-thread runtime everything runs on this thread either way.
+    fn run<T: Send + 'static>(
+        self,
+        rt: &Runtime,
+        f: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        match self {
+            Flavor::Current => rt.block_on(f),
+            Flavor::Multi => rt.block_on(async { tokio::spawn(f).await.expect("bench task") }),
+        }
+    }
 }
 
 async fn listener() -> (TcpListener, SocketAddr) {
@@ -388,12 +459,12 @@ fn raise_fd_limit(conns: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 
 /// Drives `round_trips` sequential round trips on each client at once; returns round trips/s.
-async fn echo_clients<S, E>(clients: &mut [S], round_trips: usize, size: usize) -> f64
+async fn echo_clients<S, E>(clients: &mut [S], round_trips: usize, size: usize, clock: Clock) -> f64
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
     let payload = Bytes::from(vec![0x5a; size]);
-    let start = Timer::start();
+    let start = Timer::start(clock);
     join_all(clients.iter_mut().map(|c| {
         let payload = payload.clone();
         async move {
@@ -412,6 +483,21 @@ where
     (clients.len() * round_trips) as f64 / start.secs()
 }
 
+/// [`echo_clients`] on clients kept behind a lock, so that the raw and the wsclose closures of
+/// [`interleave`] can each lend theirs out for one repetition (uncontended: one lock per
+/// repetition, outside the timed stretch).
+async fn echo_locked<S, E>(
+    clients: &tokio::sync::Mutex<Vec<S>>,
+    round_trips: usize,
+    size: usize,
+    clock: Clock,
+) -> f64
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+{
+    echo_clients(&mut clients.lock().await, round_trips, size, clock).await
+}
+
 async fn echo_setup(conns: usize) -> (Vec<Tt>, Vec<Ws>) {
     let (servers, raw_clients) = pairs(conns).await;
     for s in servers {
@@ -425,46 +511,39 @@ async fn echo_setup(conns: usize) -> (Vec<Tt>, Vec<Ws>) {
     (raw_clients, ws_clients)
 }
 
-fn bench_echo(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
+fn bench_echo(rt: &Runtime, flavor: Flavor, plan: &Plan, rows: &mut Vec<Row>) {
+    let (reps, clock) = (plan.reps, flavor.clock());
     for (conns, rts) in [
         (1, plan.echo_round_trips),
         (64, plan.echo_round_trips_per_conn_64),
     ] {
         for (size, label) in [(16, "16B"), (4096, "4KiB")] {
-            let name = format!("echo_{label}_{conns}conn");
+            let name = format!("echo_{label}_{conns}conn{}", flavor.suffix());
             if !plan.wants(&name) {
                 continue;
             }
-            let (raw, ws) = rt.block_on(async {
-                let (mut raw, mut ws) = echo_setup(conns).await;
+            let (raw, ws) = flavor.run(rt, async move {
+                let (raw, ws) = echo_setup(conns).await;
+                let (raw, ws) = (tokio::sync::Mutex::new(raw), tokio::sync::Mutex::new(ws));
                 // Warm-up: allocations, socket buffers, branch predictors.
-                echo_clients(&mut raw, rts / 10 + 1, size).await;
-                echo_clients(&mut ws, rts / 10 + 1, size).await;
-                // Interleaved as in `interleave` (A B, B A, …), written out because both
-                // closures would need the same `&mut` across an await.
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                for i in 0..plan.reps {
-                    let order = if i % 2 == 0 {
-                        [false, true]
-                    } else {
-                        [true, false]
-                    };
-                    for wrapped in order {
-                        if wrapped {
-                            b.push(echo_clients(&mut ws, rts, size).await);
-                        } else {
-                            a.push(echo_clients(&mut raw, rts, size).await);
-                        }
-                    }
-                }
-                (a, b)
+                echo_locked(&raw, rts / 10 + 1, size, clock).await;
+                echo_locked(&ws, rts / 10 + 1, size, clock).await;
+                interleave(
+                    reps,
+                    || echo_locked(&raw, rts, size, clock),
+                    || echo_locked(&ws, rts, size, clock),
+                )
+                .await
             });
             rows.push(rate_row(
                 &name,
                 "rt/s",
                 &raw,
                 &ws,
-                format!("{conns} conn x {rts} round trips, both ends wrapped"),
+                format!(
+                    "{conns} conn x {rts} round trips, both ends wrapped; {}",
+                    flavor.describe()
+                ),
             ));
             // Dropping the clients ends the echo tasks; let them finish before the next row.
             rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
@@ -476,74 +555,129 @@ fn bench_echo(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
 // 2. One-way send throughput
 // ---------------------------------------------------------------------------------------------
 
+/// Sends `count` messages of `size` bytes (`feed` per message, one flush at the end).
+async fn feed_all<S: Sink<Message> + Unpin>(tx: &mut S, count: usize, size: usize) {
+    let payload = Bytes::from(vec![0xa5; size]);
+    for _ in 0..count {
+        if tx.feed(Message::Binary(payload.clone())).await.is_err() {
+            panic!("feed failed");
+        }
+    }
+    if tx.flush().await.is_err() {
+        panic!("flush failed");
+    }
+}
+
+/// Reads until `count` messages of `size` bytes have arrived.
+async fn receive_all<R, F>(rx: &mut R, count: usize, size: usize)
+where
+    R: Stream<Item = Result<Message, F>> + Unpin,
+{
+    let mut got = 0;
+    while got < count {
+        match rx.next().await {
+            Some(Ok(m)) if m.len() == size => got += 1,
+            _ => panic!("receiver ended early"),
+        }
+    }
+}
+
 /// Sends `count` messages (`feed`, one flush at the end) and waits until the receiver has them
-/// all; returns messages/s.
-async fn one_way<S, R, E, F>(tx: &mut S, rx: &mut R, count: usize, size: usize) -> f64
+/// all, both in this task; returns messages/s.
+async fn one_way<S, R, E, F>(tx: &mut S, rx: &mut R, count: usize, size: usize, clock: Clock) -> f64
 where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, F>> + Unpin,
 {
-    let payload = Bytes::from(vec![0xa5; size]);
-    let start = Timer::start();
-    let send = async {
-        for _ in 0..count {
-            if tx.feed(Message::Binary(payload.clone())).await.is_err() {
-                panic!("feed failed");
-            }
-        }
-        if tx.flush().await.is_err() {
-            panic!("flush failed");
-        }
-    };
-    let recv = async {
-        let mut got = 0;
-        while got < count {
-            match rx.next().await {
-                Some(Ok(m)) if m.len() == size => got += 1,
-                _ => panic!("receiver ended early"),
-            }
-        }
-    };
-    tokio::join!(send, recv);
+    let start = Timer::start(clock);
+    tokio::join!(feed_all(tx, count, size), receive_all(rx, count, size));
     let _: Option<E> = None;
     count as f64 / start.secs()
 }
 
-fn bench_send(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
+/// [`one_way`] with the receiver in a task of its own, as two ends of a connection are in a
+/// service: on the multi-thread runtime the two may run on different workers. Returns
+/// (messages/s by wall time, the sender, the receiver).
+async fn one_way_spawned<S, R, F>(mut tx: S, mut rx: R, count: usize, size: usize) -> (f64, S, R)
+where
+    S: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, F>> + Unpin + Send + 'static,
+    F: Send + 'static,
+{
+    let start = Timer::start(Clock::Wall);
+    let receiver = tokio::spawn(async move {
+        receive_all(&mut rx, count, size).await;
+        rx
+    });
+    feed_all(&mut tx, count, size).await;
+    let rx = receiver.await.expect("receiver task");
+    (count as f64 / start.secs(), tx, rx)
+}
+
+/// One message stream over a fresh connection (so that no run inherits another's socket state):
+/// messages/s. Both ends are ended, untimed, before it returns.
+async fn send_run(
+    flavor: Flavor,
+    wrapped: bool,
+    l: &TcpListener,
+    a: SocketAddr,
+    s2c: bool,
+    count: usize,
+    size: usize,
+) -> f64 {
+    let (s, c) = pair_on(l, a).await;
+    if wrapped {
+        let (s, c) = (WebSocket::server(s), WebSocket::client(c));
+        let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
+        let rate = match flavor {
+            Flavor::Current => {
+                one_way::<_, _, (), _>(&mut tx, &mut rx, count, size, flavor.clock()).await
+            }
+            Flavor::Multi => {
+                let (rate, t, r) = one_way_spawned(tx, rx, count, size).await;
+                (tx, rx) = (t, r);
+                rate
+            }
+        };
+        let h = tx.handle();
+        let _ = tokio::join!(h.close(1000, ""), read_to_end(rx));
+        rate
+    } else {
+        let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
+        let rate = match flavor {
+            Flavor::Current => {
+                one_way::<_, _, (), _>(&mut tx, &mut rx, count, size, flavor.clock()).await
+            }
+            Flavor::Multi => {
+                let (rate, t, r) = one_way_spawned(tx, rx, count, size).await;
+                (tx, rx) = (t, r);
+                rate
+            }
+        };
+        let _ = tx.close(close_frame(1000)).await;
+        tokio::join!(read_to_end(tx), read_to_end(rx));
+        rate
+    }
+}
+
+fn bench_send(rt: &Runtime, flavor: Flavor, plan: &Plan, rows: &mut Vec<Row>) {
+    let reps = plan.reps;
     for (size, label, count) in [
         (16, "16B", plan.send_small),
         (64 * 1024, "64KiB", plan.send_large),
     ] {
         for dir in ["server_to_client", "client_to_server"] {
-            let name = format!("send_{label}_{dir}");
+            let name = format!("send_{label}_{dir}{}", flavor.suffix());
             if !plan.wants(&name) {
                 continue;
             }
-            let (raw, ws) = rt.block_on(async {
+            let s2c = dir == "server_to_client";
+            let (raw, ws) = flavor.run(rt, async move {
                 let (l, a) = listener().await;
-                let s2c = dir == "server_to_client";
-                // A fresh connection per run, so that no run inherits another's socket state.
-                let run_raw = || async {
-                    let (s, c) = pair_on(&l, a).await;
-                    let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
-                    let rate = one_way::<_, _, (), _>(&mut tx, &mut rx, count, size).await;
-                    // Untimed: end both sides before the next run starts.
-                    let _ = tx.close(close_frame(1000)).await;
-                    tokio::join!(read_to_end(tx), read_to_end(rx));
-                    rate
-                };
-                let run_ws = || async {
-                    let (s, c) = pair_on(&l, a).await;
-                    let (s, c) = (WebSocket::server(s), WebSocket::client(c));
-                    let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
-                    let rate = one_way::<_, _, (), _>(&mut tx, &mut rx, count, size).await;
-                    let h = tx.handle();
-                    let _ = tokio::join!(h.close(1000, ""), read_to_end(rx));
-                    rate
-                };
-                run_raw().await;
-                run_ws().await;
-                interleave(plan.reps, run_raw, run_ws).await
+                let run = |wrapped| send_run(flavor, wrapped, &l, a, s2c, count, size);
+                run(false).await;
+                run(true).await;
+                interleave(reps, || run(false), || run(true)).await
             });
             let mib = |v: &[f64]| -> Vec<f64> {
                 v.iter()
@@ -555,12 +689,17 @@ fn bench_send(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
             } else {
                 rate_row(&name, "msg/s", &raw, &ws, String::new())
             };
+            let receiver = match flavor {
+                Flavor::Current => "",
+                Flavor::Multi => ", receiver in a task of its own",
+            };
             row.note = format!(
-                "{count} msgs; raw {:.0} msg/s {:.1} MiB/s, wsclose {:.0} msg/s {:.1} MiB/s",
+                "{count} msgs; raw {:.0} msg/s {:.1} MiB/s, wsclose {:.0} msg/s {:.1} MiB/s; {}{receiver}",
                 median(&raw),
                 median(&mib(&raw)),
                 median(&ws),
-                median(&mib(&ws))
+                median(&mib(&ws)),
+                flavor.describe(),
             );
             rows.push(row);
             rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
@@ -626,20 +765,21 @@ async fn close_ws(l: &TcpListener, a: SocketAddr, server_first: bool) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn bench_close_latency(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
+fn bench_close_latency(rt: &Runtime, flavor: Flavor, plan: &Plan, rows: &mut Vec<Row>) {
+    let samples = plan.close_samples;
     for (side, server_first) in [("server", true), ("client", false)] {
         let name = format!("close_latency_{side}_init");
-        if !plan.wants(&name) {
+        if !plan.wants(&format!("{name}{}", flavor.suffix())) {
             continue;
         }
-        let (raw, ws) = rt.block_on(async {
+        let (raw, ws) = flavor.run(rt, async move {
             let (l, a) = listener().await;
             for _ in 0..10 {
                 close_raw(&l, a, server_first).await;
                 close_ws(&l, a, server_first).await;
             }
             interleave(
-                plan.close_samples,
+                samples,
                 || close_raw(&l, a, server_first),
                 || close_ws(&l, a, server_first),
             )
@@ -648,13 +788,21 @@ fn bench_close_latency(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
         for p in [50.0, 99.0] {
             let (r, w) = (percentile(&raw, p), percentile(&ws, p));
             rows.push(Row {
-                name: format!("{name}_p{p:.0}"),
+                name: format!("{name}_p{p:.0}{}", flavor.suffix()),
                 raw: r,
                 wsclose: w,
                 unit: "us",
                 cost_ratio: w / r,
                 extra: Vec::new(),
-                note: format!("{} samples each, interleaved", raw.len()),
+                note: format!(
+                    "{} raw and {} wsclose samples, interleaved; {}",
+                    raw.len(),
+                    ws.len(),
+                    match flavor {
+                        Flavor::Current => "current-thread runtime",
+                        Flavor::Multi => "2-worker multi-thread runtime",
+                    }
+                ),
             });
         }
     }
@@ -1035,7 +1183,7 @@ async fn lifecycle_batch(n: usize) -> f64 {
     for _ in 0..n {
         ps.push(mem_pair().await);
     }
-    let start = Timer::start();
+    let start = Timer::start(Clock::Thread);
     for (s, c) in ps {
         let s = WebSocket::server(s);
         let peer = tokio::spawn(read_to_end(c));
@@ -1049,7 +1197,7 @@ async fn lifecycle_batch(n: usize) -> f64 {
 /// `n` messages one way between two wrapped ends: returns ns per message.
 async fn message_batch(pair: &mut (WebSocket<Mem>, WebSocket<Mem>), n: usize) -> f64 {
     let (tx, rx) = pair;
-    let msgs_per_s = one_way::<_, _, (), _>(tx, rx, n, 16).await;
+    let msgs_per_s = one_way::<_, _, (), _>(tx, rx, n, 16, Clock::Thread).await;
     1e9 / msgs_per_s
 }
 
@@ -1311,14 +1459,24 @@ fn criterion_echo(plan: &Plan) {
     g.bench_function("raw", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
-            rt.block_on(echo_clients(&mut raw.borrow_mut(), iters as usize, 16));
+            rt.block_on(echo_clients(
+                &mut raw.borrow_mut(),
+                iters as usize,
+                16,
+                Clock::Wall,
+            ));
             start.elapsed()
         })
     });
     g.bench_function("wsclose", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
-            rt.block_on(echo_clients(&mut ws.borrow_mut(), iters as usize, 16));
+            rt.block_on(echo_clients(
+                &mut ws.borrow_mut(),
+                iters as usize,
+                16,
+                Clock::Wall,
+            ));
             start.elapsed()
         })
     });
@@ -1377,10 +1535,14 @@ fn main() {
         }
     };
     type Section<'a> = &'a dyn Fn(&mut Vec<Row>);
-    let sections: [Section<'_>; 7] = [
-        &|rows| bench_echo(&rt, &plan, rows),
-        &|rows| bench_send(&rt, &plan, rows),
-        &|rows| bench_close_latency(&rt, &plan, rows),
+    // The multi-thread rows (`_mt`) each get a fresh 2-worker runtime, dropped after its section.
+    let sections: [Section<'_>; 10] = [
+        &|rows| bench_echo(&rt, Flavor::Current, &plan, rows),
+        &|rows| bench_send(&rt, Flavor::Current, &plan, rows),
+        &|rows| bench_close_latency(&rt, Flavor::Current, &plan, rows),
+        &|rows| bench_echo(&multi_thread(), Flavor::Multi, &plan, rows),
+        &|rows| bench_send(&multi_thread(), Flavor::Multi, &plan, rows),
+        &|rows| bench_close_latency(&multi_thread(), Flavor::Multi, &plan, rows),
         &|rows| bench_storm(&plan, rows),
         &|rows| bench_memory(&plan, rows),
         &|rows| bench_instrumentation(&rt, &plan, rows),

@@ -3,7 +3,8 @@
 # (WSCLOSE_BENCH_SMOKE=1: a few hundred connections, tiny iteration counts, no criterion
 # section), then checks that every expected `compare` line is printed exactly once and is
 # well-formed. It checks the harness, not the speed: smoke numbers are meaningless. It builds
-# with the `otel` feature, so the OpenTelemetry rows are checked too.
+# with the `otel` feature, so the OpenTelemetry rows are checked too, and expects the
+# multi-thread (`_mt`) repeats of the echo, send and close-latency rows.
 #
 #   ./scripts/bench-smoke.sh
 #
@@ -45,6 +46,11 @@ names=(
   send_64KiB_server_to_client send_64KiB_client_to_server
   close_latency_server_init_p50 close_latency_server_init_p99
   close_latency_client_init_p50 close_latency_client_init_p99
+  echo_16B_1conn_mt echo_4KiB_1conn_mt echo_16B_64conn_mt echo_4KiB_64conn_mt
+  send_16B_server_to_client_mt send_16B_client_to_server_mt
+  send_64KiB_server_to_client_mt send_64KiB_client_to_server_mt
+  close_latency_server_init_p50_mt close_latency_server_init_p99_mt
+  close_latency_client_init_p50_mt close_latency_client_init_p99_mt
   close_storm memory_idle_conn
   instr_prometheus_per_close instr_prometheus_per_message
   instr_otel_per_close instr_otel_per_message
