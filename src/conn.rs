@@ -21,7 +21,7 @@ use tracing::{Instrument, Span};
 
 use crate::classify::{Verdict, received_code};
 use crate::code::{MAX_REASON_BYTES, check_close_code, sanitize_reason, truncate_utf8};
-use crate::deadline::Deadline;
+use crate::deadline::{self, Deadline};
 use crate::error::Kind;
 use crate::gate::{CLOSED, Gate, OPEN};
 use crate::telemetry;
@@ -1228,7 +1228,8 @@ impl<T: Transport> WebSocket<T> {
             .max_lifetime
             .map(|(max, jitter)| jittered(max, jitter, id));
         if config.keepalive.is_some() || lifetime.is_some() {
-            if let Some(rt) = &shared.rt {
+            // Without a timer (logged once at WARN) there is no keepalive and no lifetime.
+            if let Some(rt) = shared.rt.as_ref().filter(|rt| deadline::has_timer(rt)) {
                 let task = shared.clone().lifecycle(config.keepalive, lifetime);
                 rt.spawn(task.instrument(shared.span.clone()));
             }

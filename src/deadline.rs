@@ -92,7 +92,11 @@ impl Deadlines {
     }
 
     /// The deadlines of the runtime this thread is in (its sweeper is started on first use).
-    pub(crate) fn of(rt: &Handle) -> Arc<Deadlines> {
+    ///
+    /// # Errors
+    ///
+    /// [`NoTimers`] when the runtime was built without a timer (`enable_time`).
+    pub(crate) fn of(rt: &Handle) -> Result<Arc<Deadlines>, NoTimers> {
         thread_local! {
             static NEAREST: std::cell::RefCell<Option<(tokio::runtime::Id, Arc<Deadlines>)>> =
                 const { std::cell::RefCell::new(None) };
@@ -106,7 +110,7 @@ impl Deadlines {
             _ => None,
         });
         if let Ok(Some(d)) = cached {
-            return d;
+            return Ok(d);
         }
         let (d, new) = {
             let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,6 +118,11 @@ impl Deadlines {
             match all.get(&id).and_then(Weak::upgrade).filter(live) {
                 Some(d) => (d, false),
                 None => {
+                    // Only runtimes with a timer get deadlines (and so a cache entry): a runtime
+                    // without one is asked again each time, which is only on its closes.
+                    if !has_timer(rt) {
+                        return Err(NoTimers);
+                    }
                     // Runtime ids are reused once a runtime is gone: forget the dead ones.
                     all.retain(|_, d| d.upgrade().is_some_and(|d| live(&d)));
                     let d = Arc::new(Deadlines {
@@ -144,8 +153,49 @@ impl Deadlines {
         }
         // Outside the thread's life (its locals being destroyed) there is no cache; fine.
         let _ = NEAREST.try_with(|nearest| *nearest.borrow_mut() = Some((id, d.clone())));
-        d
+        Ok(d)
     }
+}
+
+/// The runtime has no timer: it was built without `enable_time` (or `enable_all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoTimers;
+
+impl NoTimers {
+    pub(crate) const WHY: &'static str = "the Tokio runtime has no timer (build it with \
+        enable_time or enable_all): close deadlines, keepalive, the maximum lifetime and a \
+        shutdown's grace period cannot run on it";
+}
+
+/// Whether `rt` has a timer. Tokio offers no way to ask: creating a timer on a runtime without
+/// one panics. So the probe creates one under `catch_unwind`, on the probing thread only, with
+/// the panic's message kept off stderr by a panic hook that this crate installs once and that
+/// passes every other panic to the hook installed before it. (Built with `panic = "abort"`, the
+/// probe on a runtime without a timer aborts, as the timer itself would have.) Logs a WARN the
+/// first time a runtime without a timer is found.
+pub(crate) fn has_timer(rt: &Handle) -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        static PROBING: Cell<bool> = const { Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !PROBING.try_with(Cell::get).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
+    let _entered = rt.enter();
+    let _ = PROBING.try_with(|p| p.set(true));
+    let probe = std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO)));
+    let _ = PROBING.try_with(|p| p.set(false));
+    if probe.is_err() && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(target: "wsclose", "{}", NoTimers::WHY);
+    }
+    probe.is_ok()
 }
 
 /// Marks the sweeper gone when it is dropped (runtime shutdown, before or after it started,
@@ -256,6 +306,8 @@ pub(crate) struct Deadline {
     on: Option<(Arc<Deadlines>, u64)>,
     /// A timer of its own, outside a runtime or once the sweeper is gone.
     own: Option<Pin<Box<Sleep>>>,
+    /// Its runtime has no timer: it never passes.
+    untimed: bool,
 }
 
 impl Deadline {
@@ -265,6 +317,7 @@ impl Deadline {
             passed: false,
             on: None,
             own: None,
+            untimed: false,
         }
     }
 
@@ -279,7 +332,11 @@ impl Deadline {
     fn poll_sweeper(&mut self, cx: &mut Context<'_>) -> Option<Poll<()>> {
         let first = self.on.is_none();
         if first {
-            let d = Deadlines::of(&Handle::try_current().ok()?);
+            let Ok(d) = Deadlines::of(&Handle::try_current().ok()?) else {
+                // No timer to end it: this deadline never passes (see `NoTimers`).
+                self.untimed = true;
+                return Some(Poll::Pending);
+            };
             let key = d.next_key.fetch_add(1, Ordering::Relaxed);
             self.on = Some((d, key));
         }
@@ -340,6 +397,9 @@ impl Future for Deadline {
 impl Deadline {
     /// One poll, through the sweeper or, without one, a timer of this deadline's own.
     fn poll_unlatched(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.untimed {
+            return Poll::Pending;
+        }
         if self.own.is_none() {
             if let Some(poll) = self.poll_sweeper(cx) {
                 return poll;
@@ -379,12 +439,12 @@ mod tests {
     }
 
     fn armed() -> Option<Instant> {
-        Deadlines::of(&Handle::current()).state().armed
+        Deadlines::of(&Handle::current()).unwrap().state().armed
     }
 
     /// Where the sweeper's timer is set; `None` before its first poll.
     fn timer_at() -> Option<Instant> {
-        let d = Deadlines::of(&Handle::current());
+        let d = Deadlines::of(&Handle::current()).unwrap();
         let st = d.state();
         st.timer.as_ref().map(|t| t.deadline())
     }
@@ -421,7 +481,11 @@ mod tests {
             ready(early.as_mut()).await,
             "a passed deadline stays passed"
         );
-        let pending = Deadlines::of(&Handle::current()).state().pending.len();
+        let pending = Deadlines::of(&Handle::current())
+            .unwrap()
+            .state()
+            .pending
+            .len();
         assert_eq!(pending, 1, "and is not registered again");
         assert!(!ready(late.as_mut()).await);
         within(late.as_mut()).await;
@@ -452,7 +516,13 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(armed(), None);
-        assert!(Deadlines::of(&Handle::current()).state().pending.is_empty());
+        assert!(
+            Deadlines::of(&Handle::current())
+                .unwrap()
+                .state()
+                .pending
+                .is_empty()
+        );
         let parked = timer_at().expect("a timer");
         assert!(
             parked >= Instant::now() + PARK - Duration::from_secs(60),
@@ -514,7 +584,7 @@ mod tests {
                     if started {
                         sweeper_started().await;
                     }
-                    (d, Deadlines::of(&Handle::current()))
+                    (d, Deadlines::of(&Handle::current()).unwrap())
                 });
                 first.await.unwrap()
             });
@@ -538,7 +608,7 @@ mod tests {
         let first = runtime();
         let old = first.block_on(async {
             Deadline::new(Instant::now() + Duration::from_millis(5)).await;
-            Deadlines::of(&Handle::current())
+            Deadlines::of(&Handle::current()).unwrap()
         });
         drop(first);
         assert!(
@@ -552,7 +622,7 @@ mod tests {
                 .await
                 .expect("the deadline fires");
             assert!(started.elapsed() >= Duration::from_millis(20));
-            let new = Deadlines::of(&Handle::current());
+            let new = Deadlines::of(&Handle::current()).unwrap();
             assert!(!Arc::ptr_eq(&old, &new));
             assert!(!new.gone.load(Ordering::Acquire));
         });

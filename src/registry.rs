@@ -159,12 +159,20 @@ impl Registry {
     /// # Errors
     ///
     /// A `code` the protocol forbids ([`Error::is_invalid_close_code`]); nothing is closed.
+    /// Outside a Tokio runtime, or on one without a timer, [`Error::is_config`]: the grace
+    /// period cannot be timed; nothing is closed.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future stops waiting and terminating; the closes already begun go on.
     pub async fn shutdown(&self, code: u16, grace: Duration) -> Result<ShutdownReport, Error> {
         check_close_code(code)?;
+        // The grace period needs a timer; a runtime without one would panic below.
+        let timer =
+            tokio::runtime::Handle::try_current().is_ok_and(|rt| crate::deadline::has_timer(&rt));
+        if !timer {
+            return Err(Error::config("grace", crate::deadline::NoTimers::WHY));
+        }
         let started = Instant::now();
         let deadline = started + grace;
         self.inner.drain_code.store(code, Ordering::Release);
