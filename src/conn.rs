@@ -35,6 +35,12 @@ type OutFrame = Option<(u16, String)>;
 struct Io<T> {
     t: T,
     pending: u64,
+    /// The application's reader, and its writer, left a waker in `Shared::reader` or in
+    /// `WriteWakers::app` on their last `Pending`. A poll that then completes takes it back:
+    /// a waker left behind would have `begin` wake the very task that is closing (a yield
+    /// and a cross-worker wake-up per close on a multi-thread runtime).
+    reader_waits: bool,
+    writer_waits: bool,
 }
 
 type Slot<'a, T> = MutexGuard<'a, Option<Io<T>>>;
@@ -76,6 +82,13 @@ impl<T: Transport> std::task::Wake for Shared<T> {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Which party a write-side poll is for (see [`WriteWakers`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    App,
+    Ping,
+}
 
 /// The tasks that wait for the socket to take more bytes while the connection is open.
 ///
@@ -354,18 +367,29 @@ impl<T: Transport> Shared<T> {
     fn poll_write_side<R>(
         &self,
         io: &mut Io<T>,
-        waiter: &AtomicWaker,
+        waiter: Waiter,
         cx: &Context<'_>,
         mut op: impl FnMut(Pin<&mut T>, &mut Context<'_>) -> Poll<R>,
     ) -> Poll<R> {
         let mut wcx = Context::from_waker(&self.write_waker);
-        match op(Pin::new(&mut io.t), &mut wcx) {
+        let polled = match op(Pin::new(&mut io.t), &mut wcx) {
             Poll::Pending => {
-                waiter.register(cx.waker());
+                match waiter {
+                    Waiter::App => {
+                        self.writers.app.register(cx.waker());
+                        io.writer_waits = true;
+                    }
+                    Waiter::Ping => self.writers.ping.register(cx.waker()),
+                }
                 op(Pin::new(&mut io.t), &mut wcx)
             }
             ready => ready,
+        };
+        if polled.is_ready() && waiter == Waiter::App && io.writer_waits {
+            io.writer_waits = false;
+            drop(self.writers.app.take());
         }
+        polled
     }
 
     /// Sends a ping (once; `queued` remembers it) and flushes it, under the gate's lock like
@@ -383,7 +407,7 @@ impl<T: Transport> Shared<T> {
         let ready = if *queued {
             Poll::Ready(Ok(()))
         } else {
-            self.poll_write_side(io, &self.writers.ping, cx, |t, cx| t.poll_ready(cx))
+            self.poll_write_side(io, Waiter::Ping, cx, |t, cx| t.poll_ready(cx))
         };
         let polled = match ready {
             Poll::Ready(Ok(())) => {
@@ -395,7 +419,7 @@ impl<T: Transport> Shared<T> {
                     *queued = true;
                     self.sink_ready.store(false, Ordering::Relaxed);
                 }
-                self.poll_write_side(io, &self.writers.ping, cx, |t, cx| t.poll_flush(cx))
+                self.poll_write_side(io, Waiter::Ping, cx, |t, cx| t.poll_flush(cx))
             }
             other => other,
         };
@@ -563,11 +587,21 @@ impl<T: Transport> Shared<T> {
             drop(slot);
             return self.poll_ended(&self.reader, cx).map(|_| None);
         };
-        match Pin::new(&mut io.t).poll_next(cx) {
+        let polled = Pin::new(&mut io.t).poll_next(cx);
+        match &polled {
             Poll::Pending => {
                 self.reader.register(cx.waker());
-                Poll::Pending
+                io.reader_waits = true;
+                return Poll::Pending;
             }
+            Poll::Ready(_) if io.reader_waits => {
+                io.reader_waits = false;
+                drop(self.reader.take());
+            }
+            Poll::Ready(_) => {}
+        }
+        match polled {
+            Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(msg))) => {
                 if let Some(frame) = T::close_frame(&msg) {
                     self.begin(&mut slot, Plan::peer_closed(frame));
@@ -607,7 +641,7 @@ impl<T: Transport> Shared<T> {
         let Some(io) = slot.as_mut() else {
             return Poll::Ready(Err(self.refuse_send()));
         };
-        match self.poll_write_side(io, &self.writers.app, cx, |t, cx| t.poll_ready(cx)) {
+        match self.poll_write_side(io, Waiter::App, cx, |t, cx| t.poll_ready(cx)) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => {
                 self.sink_ready.store(true, Ordering::Relaxed);
@@ -669,7 +703,7 @@ impl<T: Transport> Shared<T> {
                 _ => Ok(()),
             });
         };
-        match self.poll_write_side(io, &self.writers.app, cx, |t, cx| t.poll_flush(cx)) {
+        match self.poll_write_side(io, Waiter::App, cx, |t, cx| t.poll_flush(cx)) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => {
                 io.pending = 0;
@@ -1197,7 +1231,12 @@ impl<T: Transport> WebSocket<T> {
         let write_waker = Waker::from(writers.clone());
         let shared = Arc::new(Shared {
             write_waker,
-            gate: Gate::new(Io { t: ws, pending: 0 }),
+            gate: Gate::new(Io {
+                t: ws,
+                pending: 0,
+                reader_waits: false,
+                writer_waits: false,
+            }),
             role,
             config,
             id,
@@ -1439,5 +1478,51 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(conn.strong_count(), 0, "the connection outlived its close");
+    }
+
+    /// A reader that was woken and has read leaves no waker behind: a close it begins next
+    /// must not wake the very task that is closing (on a multi-thread runtime that is a yield
+    /// and another worker woken per close).
+    #[tokio::test]
+    async fn a_completed_read_leaves_no_waker_for_the_close_to_wake() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
+
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let (a, b) = tokio::io::duplex(4096);
+        let (server, mut client) = tokio::join!(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
+            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
+        );
+        let mut ws = WebSocket::server(server);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut ws).poll_next(&mut cx).is_pending());
+        client.send(Message::text("hi")).await.unwrap();
+        // Read it with the same waker, as the woken task would.
+        let mut read = None;
+        for _ in 0..100 {
+            if let Poll::Ready(got) = Pin::new(&mut ws).poll_next(&mut cx) {
+                read = got;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(read, Some(Ok(Message::Text(_)))), "{read:?}");
+        let before = count.0.load(Ordering::SeqCst);
+        ws.handle().start_close(1000, "bye").unwrap();
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            before,
+            "the close woke the reader that had already read"
+        );
     }
 }
