@@ -70,8 +70,10 @@ impl Config {
     /// `timeout`.
     ///
     /// The deadlines of all closes on a Tokio runtime share one timer, held by a small task that
-    /// the runtime's first close starts and that lives as long as the runtime (it shows in
-    /// `RuntimeMetrics::num_alive_tasks` as one task).
+    /// the runtime's first close starts (on a multi-thread runtime, from a blocking-pool thread,
+    /// so it may appear shortly after that close) and that lives as long as the runtime (it shows
+    /// in `RuntimeMetrics::num_alive_tasks` as one task). On a runtime built without a timer,
+    /// closes have no deadline; a WARN says so once.
     ///
     /// # Errors
     ///
