@@ -50,15 +50,46 @@ type CloseTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A close whose first poll ran on the spot waits here, not yet spawned, until something
 /// wakes it: the peer's bytes, its deadline, or a shutdown's terminate. The connection itself
-/// is the waker of that first poll, and its wake spawns the close, whose first poll in its own
-/// task then has work to do. Spawning at once would cost a task poll that only finds nothing
+/// is the waker of every poll of a parked close, and its wake decides who polls next:
+///
+/// - A task awaiting [`Handle::close`] or the sink's `close` (the *driver*) is woken for the
+///   peer's bytes and polls the close itself, in its own turn, as a raw `close()` would: no
+///   task is spawned, and the close's end reaches the caller without a hand-off between tasks.
+/// - Otherwise the close is spawned as a task of its own: with no driver, and for the deadline
+///   or a terminate, which never wait for a driver. So a `close()` future kept but no longer
+///   polled (or a caller busy elsewhere) can delay its close until its deadline or a
+///   shutdown's terminate, never beyond. Dropped, it spawns a close it was woken for.
+///
+/// A task spawned for the close at once would cost a task poll that only finds nothing
 /// changed (and a read attempt that comes up empty again: tungstenite zeroes its whole free
 /// read buffer, 128 KiB by default, for each), inside the turn of whoever began the close.
+/// And a task (a watchdog) spawned with each wake of a driver, to take over from one that
+/// does not come, costs more than it saves: on a multi-thread runtime it wakes an idle worker
+/// per close.
 #[derive(Default)]
 struct Parked {
-    /// Woken already (even during the first poll): there is something to do at once.
+    /// Woken since its last poll (even during that poll): there is something to do.
     woken: bool,
     task: Option<CloseTask>,
+    /// The close's deadline: a wake-up at or after it does not wait for a driver.
+    deadline: Option<Instant>,
+    /// The task waiting in `Handle::close`, ready to poll the close when it is woken.
+    driver: Option<Waker>,
+    /// The driver has been woken and has not polled the close since.
+    driver_woken: bool,
+}
+
+impl Parked {
+    /// The close, when it is parked and has been woken: whoever takes it polls it.
+    fn take_woken(&mut self) -> Option<CloseTask> {
+        if !self.woken {
+            return None;
+        }
+        let task = self.task.take()?;
+        self.woken = false;
+        self.driver_woken = false;
+        Some(task)
+    }
 }
 
 impl<T: Transport> std::task::Wake for Shared<T> {
@@ -67,12 +98,29 @@ impl<T: Transport> std::task::Wake for Shared<T> {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let parked = {
-            let mut parked = self.parked();
-            parked.woken = true;
-            parked.task.take()
-        };
-        if let Some(task) = parked {
+        let mut parked = self.parked();
+        parked.woken = true;
+        if parked.task.is_none() {
+            // Being polled (its poller sees `woken`), or running in a task of its own.
+            return;
+        }
+        let urgent = self.terminated.load(Ordering::Acquire)
+            || parked.deadline.is_some_and(|at| Instant::now() >= at);
+        if !urgent {
+            if parked.driver_woken {
+                // On its way (one readiness event wakes a transport's reader and writer).
+                return;
+            }
+            if let Some(driver) = parked.driver.take() {
+                parked.driver_woken = true;
+                drop(parked);
+                driver.wake();
+                return;
+            }
+        }
+        let task = parked.task.take();
+        drop(parked);
+        if let Some(task) = task {
             // A runtime shut down meanwhile drops the task here, inside whatever called `wake`:
             // its `Closer` drops the transport and publishes an `internal_error` report. (Tokio's
             // streams, timers and `Notify`, and the deadline sweeper, wake outside their locks.)
@@ -286,6 +334,7 @@ impl<T: Transport> Shared<T> {
         self.reader.wake();
         self.write_waker.wake_by_ref();
         let closer = Closer::new(self.clone(), plan, io.pending);
+        let deadline = closer.deadline;
         let Some(rt) = self.runtime() else {
             // No runtime to run a handshake on (wrapped and closed outside Tokio): terminate the
             // transport now and say so.
@@ -301,33 +350,123 @@ impl<T: Transport> Shared<T> {
         } else {
             Box::pin(run.instrument(span))
         };
-        // The first poll registers the deadline with the runtime's timer, so it runs inside the
-        // connection's runtime, also from a thread that is not one of its workers.
+        if tokio::runtime::Handle::try_current().is_err_and(|e| e.is_thread_local_destroyed()) {
+            // A thread tearing down its locals cannot enter a runtime: run it all in the task.
+            self.spawn(task);
+            return true;
+        }
+        if self.poll_on_the_spot(&rt, &mut task).is_pending() {
+            let mut parked = self.parked();
+            if parked.woken {
+                drop(parked);
+                self.spawn(task);
+            } else {
+                parked.task = Some(task);
+                parked.deadline = Some(deadline);
+            }
+        }
+        true
+    }
+
+    /// Polls a parked (or not yet parked) close outside its own task, with this connection as
+    /// its waker. The first poll registers the deadline with the runtime's timer, so every
+    /// such poll runs inside the connection's runtime, also from a thread that is not one of
+    /// its workers.
+    fn poll_on_the_spot(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        task: &mut CloseTask,
+    ) -> Poll<()> {
         let _entered = match tokio::runtime::Handle::try_current() {
             Ok(current) if current.id() == rt.id() => None,
-            // A thread tearing down its locals cannot enter a runtime: run it all in the task.
-            Err(e) if e.is_thread_local_destroyed() => {
-                self.spawn(task);
-                return true;
-            }
             _ => Some(rt.enter()),
         };
         let waker = Waker::from(self.clone());
-        if task
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready()
-        {
-            return true;
-        }
+        task.as_mut().poll(&mut Context::from_waker(&waker))
+    }
+
+    /// The driver's part (see [`Parked`]): polls the close when it is parked and has been
+    /// woken, else registers `cx` to be woken when it is. Ready once the close has ended here;
+    /// pending also while it runs in a task of its own (then `done` tells of its end).
+    fn poll_drive(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(rt) = self.runtime() else {
+            return Poll::Pending;
+        };
         let mut parked = self.parked();
-        if parked.woken {
+        // One poll per turn: a close woken again during its poll goes on in a task of its own
+        // rather than keep this caller's turn.
+        let mut polled = false;
+        loop {
+            if parked.task.is_none() {
+                parked.driver = None;
+                return Poll::Pending;
+            }
+            if polled && parked.woken {
+                let task = parked.task.take();
+                drop(parked);
+                if let Some(task) = task {
+                    self.spawn(task);
+                }
+                return Poll::Pending;
+            }
+            let Some(mut task) = parked.take_woken() else {
+                match &mut parked.driver {
+                    Some(driver) => driver.clone_from(cx.waker()),
+                    None => parked.driver = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            };
             drop(parked);
-            self.spawn(task);
-        } else {
+            if self.poll_on_the_spot(&rt, &mut task).is_ready() {
+                return Poll::Ready(());
+            }
+            polled = true;
+            parked = self.parked();
             parked.task = Some(task);
         }
-        true
+    }
+
+    /// Waits for the end like [`closed`](Self::closed), driving the close meanwhile
+    /// ([`Parked`]).
+    async fn close_driven(self: Arc<Self>) -> CloseReport {
+        /// A driver that goes away leaves no waker behind, and runs a close it was woken
+        /// for in a task of its own.
+        struct Leave<'a, T: Transport>(&'a Shared<T>);
+        impl<T: Transport> Drop for Leave<'_, T> {
+            fn drop(&mut self) {
+                let missed = {
+                    let mut parked = self.0.parked();
+                    parked.driver = None;
+                    if parked.driver_woken {
+                        parked.take_woken()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(task) = missed {
+                    self.0.spawn(task);
+                }
+            }
+        }
+        let _leave = Leave(&self);
+        let mut notified = pin!(self.done.notified());
+        notified.as_mut().enable();
+        poll_fn(|cx| {
+            loop {
+                if let Some(report) = self.gate.report() {
+                    return Poll::Ready(report);
+                }
+                if self.poll_drive(cx).is_ready() {
+                    continue;
+                }
+                if notified.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                notified.set(self.done.notified());
+                notified.as_mut().enable();
+            }
+        })
+        .await
     }
 
     /// The runtime the close runs on: the one the connection was wrapped on, else the current.
@@ -510,6 +649,8 @@ impl<T: Transport> Shared<T> {
         // The close task's waker for terminate: after a poll on the spot it is this connection
         // itself, which must not keep itself alive.
         drop(self.closer.take());
+        // A driver's waker (its task holds this connection) must not outlive the close either.
+        drop(self.parked().driver.take());
         self.reader.wake();
         self.write_waker.wake_by_ref();
         self.done.notify_waiters();
@@ -722,6 +863,8 @@ impl<T: Transport> Shared<T> {
             *close_requested = true;
             self.request_close(Cause::App, Some((1000, String::new())));
         }
+        // Driven here as by `Handle::close` (see `Parked`).
+        let _ = self.poll_drive(cx);
         self.poll_ended(&self.writers.app, cx).map(|_| Ok(()))
     }
 }
@@ -1010,6 +1153,7 @@ trait Control: Send + Sync {
     fn state(&self) -> State;
     fn report(&self) -> Option<CloseReport>;
     fn closed(&self) -> Pin<Box<dyn Future<Output = CloseReport> + Send + '_>>;
+    fn close_driven(self: Arc<Self>) -> Pin<Box<dyn Future<Output = CloseReport> + Send>>;
     fn role(&self) -> Role;
     fn id(&self) -> u64;
 }
@@ -1036,6 +1180,9 @@ impl<T: Transport> Control for Shared<T> {
     }
     fn closed(&self) -> Pin<Box<dyn Future<Output = CloseReport> + Send + '_>> {
         Box::pin(Shared::closed(self))
+    }
+    fn close_driven(self: Arc<Self>) -> Pin<Box<dyn Future<Output = CloseReport> + Send>> {
+        Box::pin(Shared::close_driven(self))
     }
     fn role(&self) -> Role {
         self.role
@@ -1078,13 +1225,16 @@ impl Handle {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe. The first poll begins the close and writes the Close frame; the rest runs on
-    /// the connection's runtime whatever happens to this future (awaited, kept without being
-    /// polled, or dropped), and ends within the deadline.
+    /// Cancel safe. The first poll begins the close and writes the Close frame. While awaited,
+    /// this future runs the rest of the close itself when the peer's bytes arrive (no task
+    /// hand-off, as with a raw `close()`). Dropped, it leaves the close to a task of its own;
+    /// kept without being polled, it can delay the close until the deadline (or a shutdown's
+    /// terminate), never beyond: the close ends within the deadline whatever happens to this
+    /// future.
     pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
         let frame = validate(Some((code, reason)))?;
         self.ctl.clone().request_close(Cause::App, frame);
-        Ok(self.closed().await)
+        Ok(self.ctl.clone().close_driven().await)
     }
 
     /// Begins the close without waiting; returns whether this call began it (`false`: it was

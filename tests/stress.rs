@@ -116,9 +116,11 @@ async fn the_maximum_lifetime_is_not_held_off_by_a_keepalive_round() {
 async fn a_close_future_kept_but_not_polled_does_not_freeze_the_close() {
     for shutdown in [false, true] {
         let registry = Registry::new();
-        // 1 s: the 20 ms poll below cannot outlast it even on a descheduled thread.
+        // 1 s: the 20 ms poll below cannot outlast it even on a descheduled thread. With a
+        // shutdown, 30 s: its terminate (after a 100 ms grace period) must end the close.
+        let timeout = Duration::from_secs(if shutdown { 30 } else { 1 });
         let config = Config::new()
-            .with_close_timeout(Duration::from_secs(1))
+            .with_close_timeout(timeout)
             .unwrap()
             .with_registry(registry.clone());
         // A raw peer that never answers: the close can only end at its deadline.
@@ -148,7 +150,7 @@ async fn a_close_future_kept_but_not_polled_does_not_freeze_the_close() {
         let close = report.close_duration.unwrap();
         assert!(
             close < Duration::from_millis(2500),
-            "close took {close:?} with a 1 s deadline"
+            "close took {close:?} with a {timeout:?} deadline"
         );
         assert!(started.elapsed() < Duration::from_secs(4));
         // The kept future, polled at last, returns the same report.
@@ -182,6 +184,34 @@ async fn a_close_future_in_a_select_loop_does_not_wait_for_the_other_branch() {
     let report = bounded(watch).await.unwrap();
     assert_eq!(report.outcome, Outcome::Timeout);
     assert!(report.close_duration.unwrap() < Duration::from_secs(2));
+}
+
+/// A `close()` future is polled once, the peer answers, and the future is dropped before it
+/// is polled again: the close it was woken for goes on at once in a task of its own (not at
+/// the 5 s deadline), and ends `clean`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_future_dropped_after_its_wake_up_still_ends_the_close_at_once() {
+    let (ws, mut peer) = wrapped_and_raw(Role::Server, &Config::new()).await;
+    let h = ws.handle();
+    let mut close = Box::pin(h.close(1000, "bye"));
+    // The first poll begins the close: the Close frame is on the wire when it returns.
+    assert!(futures_util::poll!(&mut close).is_pending());
+    let frame = peer
+        .read_frame_timeout(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the Close frame");
+    assert_eq!(frame.close_code(), Some(1000));
+    peer.send_close(Some(1000), b"").await.unwrap();
+    // The reply wakes the waiting `close()`, which is not polled but dropped.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(close);
+    let report = tokio::time::timeout(support::timing::PROMPT, h.closed())
+        .await
+        .expect("the close waited for its deadline after its caller went away");
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+    drop(ws);
 }
 
 /// A close begun from a thread that is not a Tokio worker, and the last `WebSocket` dropped
