@@ -5,6 +5,8 @@
 #
 #   ./scripts/mutants.sh                 # the close path: conn, deadline, gate, classify, registry
 #   ./scripts/mutants.sh src/gate.rs     # one file
+#   CARGO_MUTANTS_JOBS=2 ./scripts/mutants.sh   # two mutants at a time (the suite is built to
+#                                               # pass under load; a build and a test overlap)
 #
 # Too slow for CI (an incremental build and a test run per mutant: about an hour per hundred
 # mutants on two cores), so it is run by hand. It works on a copy of the tree, so the checkout
@@ -33,6 +35,7 @@ filter='not binary(peers) and not binary(otel_wire) and not binary(support_selft
 
 exec cargo mutants \
   --all-features \
+  --profile mutants \
   --test-tool nextest \
   --timeout-multiplier 3 \
   --minimum-test-timeout 60 \
