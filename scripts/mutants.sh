@@ -36,6 +36,7 @@ filter='not binary(peers) and not binary(otel_wire) and not binary(support_selft
 exec cargo mutants \
   --all-features \
   --profile mutants \
+  --cargo-arg=--lib --cargo-arg=--tests \
   --test-tool nextest \
   --timeout-multiplier 3 \
   --minimum-test-timeout 60 \

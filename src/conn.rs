@@ -398,7 +398,10 @@ impl<T: Transport> Shared<T> {
         let mut polled = false;
         loop {
             if parked.task.is_none() {
-                parked.driver = None;
+                // A waker is dropped outside the lock: dropping one may run arbitrary code.
+                let driver = parked.driver.take();
+                drop(parked);
+                drop(driver);
                 return Poll::Pending;
             }
             if polled && parked.woken {
@@ -410,10 +413,12 @@ impl<T: Transport> Shared<T> {
                 return Poll::Pending;
             }
             let Some(mut task) = parked.take_woken() else {
-                match &mut parked.driver {
-                    Some(driver) => driver.clone_from(cx.waker()),
-                    None => parked.driver = Some(cx.waker().clone()),
-                }
+                let previous = match &parked.driver {
+                    Some(driver) if driver.will_wake(cx.waker()) => None,
+                    _ => parked.driver.replace(cx.waker().clone()),
+                };
+                drop(parked);
+                drop(previous);
                 return Poll::Pending;
             };
             drop(parked);
@@ -434,15 +439,16 @@ impl<T: Transport> Shared<T> {
         struct Leave<'a, T: Transport>(&'a Shared<T>);
         impl<T: Transport> Drop for Leave<'_, T> {
             fn drop(&mut self) {
-                let missed = {
+                let (driver, missed) = {
                     let mut parked = self.0.parked();
-                    parked.driver = None;
-                    if parked.driver_woken {
+                    let missed = if parked.driver_woken {
                         parked.take_woken()
                     } else {
                         None
-                    }
+                    };
+                    (parked.driver.take(), missed)
                 };
+                drop(driver);
                 if let Some(task) = missed {
                     self.0.spawn(task);
                 }
@@ -650,7 +656,8 @@ impl<T: Transport> Shared<T> {
         // itself, which must not keep itself alive.
         drop(self.closer.take());
         // A driver's waker (its task holds this connection) must not outlive the close either.
-        drop(self.parked().driver.take());
+        let driver = self.parked().driver.take();
+        drop(driver);
         self.reader.wake();
         self.write_waker.wake_by_ref();
         self.done.notify_waiters();

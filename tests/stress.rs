@@ -214,6 +214,34 @@ async fn a_close_future_dropped_after_its_wake_up_still_ends_the_close_at_once()
     drop(ws);
 }
 
+/// A `close()` future polled once and then kept without being polled while the peer answers:
+/// its close waits for the caller no longer than its deadline, and the answer it got counts
+/// (`clean`, the peer's code): the deadline's wake-up runs the close in a task of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_future_kept_while_the_peer_answers_ends_by_its_deadline() {
+    use support::timing::{DEADLINE, LATE};
+    let config = Config::new().with_close_timeout(DEADLINE).unwrap();
+    let (ws, mut peer) = wrapped_and_raw(Role::Server, &config).await;
+    let h = ws.handle();
+    let mut kept = Box::pin(h.close(1000, "bye"));
+    assert!(futures_util::poll!(&mut kept).is_pending());
+    let frame = peer
+        .read_frame_timeout(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the Close frame");
+    assert_eq!(frame.close_code(), Some(1000));
+    peer.send_close(Some(1001), b"").await.unwrap();
+    let report = tokio::time::timeout(DEADLINE + LATE + LATE, h.closed())
+        .await
+        .expect("the close waited past its deadline for a caller that kept its future");
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert_eq!(report.code_received, Some(CloseCode::Valid(1001)));
+    assert!(report.close_duration.unwrap() < DEADLINE + LATE);
+    assert_eq!(bounded(kept).await.unwrap(), report);
+    drop(ws);
+}
+
 /// A close begun from a thread that is not a Tokio worker, and the last `WebSocket` dropped
 /// on one, end like any other close: one Close frame, answered, outcome `clean`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
