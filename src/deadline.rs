@@ -603,6 +603,36 @@ mod tests {
         }
     }
 
+    /// Two live runtimes used in turn on one thread: each close's deadline goes to its own
+    /// runtime's sweeper (the thread's cached entry is for the runtime used last), so a
+    /// deadline fires while only its own runtime runs.
+    #[test]
+    fn runtimes_used_in_turn_on_one_thread_keep_their_own_sweepers() {
+        let (a, b) = (runtime(), runtime());
+        let of = |rt: &tokio::runtime::Runtime| {
+            rt.block_on(async {
+                within(Deadline::new(Instant::now() + Duration::from_millis(5))).await;
+                Deadlines::of(&Handle::current()).unwrap()
+            })
+        };
+        let (first_a, first_b) = (of(&a), of(&b));
+        assert!(!Arc::ptr_eq(&first_a, &first_b));
+        for rt in [&a, &b, &a] {
+            let d = of(rt);
+            assert!(Arc::ptr_eq(&d, if std::ptr::eq(rt, &a) { &first_a } else { &first_b }));
+        }
+        // A deadline of `b` registered while `a` was the thread's last: `a` is not running
+        // meanwhile, so only `b`'s sweeper can fire it.
+        b.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                Deadline::new(Instant::now() + Duration::from_millis(20)),
+            )
+            .await
+            .expect("the deadline fires on its own runtime");
+        });
+    }
+
     #[test]
     fn a_new_runtime_on_the_same_thread_gets_a_sweeper_of_its_own() {
         let first = runtime();

@@ -1,0 +1,50 @@
+//! wsclose finds out whether a runtime has a timer by creating one under `catch_unwind`, and
+//! keeps that probe's panic message off stderr with a panic hook of its own. That hook must
+//! stay silent for the probe only: every other panic reaches the hook installed before it.
+//! (A file of its own: the panic hook is process-wide.)
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use wsclose::{Config, Outcome, Role};
+
+use support::pairs::wrapped_and_tt;
+
+#[test]
+fn the_timer_probe_is_quiet_and_other_panics_reach_the_previous_hook() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        record.lock().unwrap().push(message);
+    }));
+    // A runtime without a timer: the first close probes it (and the probe panics inside).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (ws, mut peer) = wrapped_and_tt(Role::Server, &Config::new()).await;
+        let peer = tokio::spawn(async move { while let Some(Ok(_)) = peer.next().await {} });
+        let report = ws.close(1000, "bye").await.unwrap();
+        assert_eq!(report.outcome, Outcome::Clean, "{report:?}");
+        peer.await.unwrap();
+    });
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Vec::<String>::new(),
+        "the probe's panic reached the application's hook"
+    );
+    // Any other panic, on any thread, still does.
+    let joined = std::thread::spawn(|| panic!("an application panic")).join();
+    assert!(joined.is_err());
+    let _ = std::panic::take_hook();
+    assert_eq!(*seen.lock().unwrap(), vec!["an application panic".to_owned()]);
+}
