@@ -3,8 +3,10 @@
 //!
 //! While open, reads and writes poll the transport directly under the gate's lock (no task
 //! hop, no channel). The first party to begin the close takes the transport out of the gate
-//! and hands it to a spawned close task, which alone flushes, sends the Close frame, reads
-//! until the peer's Close or EOF, shuts the transport down, and publishes the report.
+//! and hands it to the close task, which alone flushes, sends the Close frame, reads until the
+//! peer's Close or EOF, shuts the transport down, and publishes the report. The taker polls it
+//! first; then the caller awaiting `close()`, or a task of its own, polls the rest (see
+//! [`Parked`]).
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
@@ -52,8 +54,8 @@ type CloseTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// wakes it: the peer's bytes, its deadline, or a shutdown's terminate. The connection itself
 /// is the waker of every poll of a parked close, and its wake decides who polls next:
 ///
-/// - A task awaiting [`Handle::close`] or the sink's `close` (the *driver*) is woken for the
-///   peer's bytes and polls the close itself, in its own turn, as a raw `close()` would: no
+/// - A caller in the connection's runtime awaiting [`Handle::close`] (the *driver*) is woken for
+///   the peer's bytes and polls the close itself, in its own turn, as a raw `close()` would: no
 ///   task is spawned, and the close's end reaches the caller without a hand-off between tasks.
 /// - Otherwise the close is spawned as a task of its own: with no driver, and for the deadline
 ///   or a terminate, which never wait for a driver. So a `close()` future kept but no longer
@@ -322,11 +324,11 @@ impl<T: Transport> Shared<T> {
     /// Begins the close if nobody has; returns false when it had already begun.
     ///
     /// Takes the transport and drives the close task as far as it goes right now (the Close
-    /// frame, or the reply to the peer's, is written before this returns). The rest runs on its
-    /// own, on the connection's runtime: the task waits, not yet spawned, until something wakes
-    /// it (see [`Parked`]). So nothing a caller does afterwards (awaiting a future, keeping one
-    /// without polling it, dropping it) can hold a close up, and a close may begin on any
-    /// thread.
+    /// frame, or the reply to the peer's, is written before this returns). The rest waits,
+    /// parked, until something wakes it, and then runs in the task awaiting `close()` or in a
+    /// task of its own on the connection's runtime (see [`Parked`]). So nothing a caller does
+    /// afterwards (awaiting a future, keeping one without polling it, dropping it) can hold a
+    /// close up beyond its deadline, and a close may begin on any thread.
     fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
         let Some(io) = self.gate.begin(slot, closing_phase(plan.cause)) else {
             return false;
@@ -389,9 +391,15 @@ impl<T: Transport> Shared<T> {
     /// woken, else registers `cx` to be woken when it is. Ready once the close has ended here;
     /// pending also while it runs in a task of its own (then `done` tells of its end).
     fn poll_drive(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Only a caller inside the connection's runtime (a task, or its `block_on`) drives, under
+        // the runtime's task budget: elsewhere (an executor of another kind, a thread tearing
+        // down its locals) the close runs in a task of its own.
         let Some(rt) = self.runtime() else {
             return Poll::Pending;
         };
+        if !tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == rt.id()) {
+            return Poll::Pending;
+        }
         let mut parked = self.parked();
         // One poll per turn: a close woken again during its poll goes on in a task of its own
         // rather than keep this caller's turn.
@@ -870,8 +878,6 @@ impl<T: Transport> Shared<T> {
             *close_requested = true;
             self.request_close(Cause::App, Some((1000, String::new())));
         }
-        // Driven here as by `Handle::close` (see `Parked`).
-        let _ = self.poll_drive(cx);
         self.poll_ended(&self.writers.app, cx).map(|_| Ok(()))
     }
 }
@@ -1232,9 +1238,9 @@ impl Handle {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe. The first poll begins the close and writes the Close frame. While awaited,
-    /// this future runs the rest of the close itself when the peer's bytes arrive (no task
-    /// hand-off, as with a raw `close()`). Dropped, it leaves the close to a task of its own;
+    /// Cancel safe. The first poll begins the close and writes the Close frame. Awaited in a
+    /// task (or `block_on`) of the connection's runtime, this future may run the rest of the close itself when
+    /// the peer's bytes arrive (no task hand-off, as with a raw `close()`). Dropped, it leaves the close to a task of its own;
     /// kept without being polled, it can delay the close until the deadline (or a shutdown's
     /// terminate), never beyond: the close ends within the deadline whatever happens to this
     /// future.

@@ -619,7 +619,14 @@ mod tests {
         assert!(!Arc::ptr_eq(&first_a, &first_b));
         for rt in [&a, &b, &a] {
             let d = of(rt);
-            assert!(Arc::ptr_eq(&d, if std::ptr::eq(rt, &a) { &first_a } else { &first_b }));
+            assert!(Arc::ptr_eq(
+                &d,
+                if std::ptr::eq(rt, &a) {
+                    &first_a
+                } else {
+                    &first_b
+                }
+            ));
         }
         // A deadline of `b` registered while `a` was the thread's last: `a` is not running
         // meanwhile, so only `b`'s sweeper can fire it.

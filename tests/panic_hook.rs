@@ -46,5 +46,8 @@ fn the_timer_probe_is_quiet_and_other_panics_reach_the_previous_hook() {
     let joined = std::thread::spawn(|| panic!("an application panic")).join();
     assert!(joined.is_err());
     let _ = std::panic::take_hook();
-    assert_eq!(*seen.lock().unwrap(), vec!["an application panic".to_owned()]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["an application panic".to_owned()]
+    );
 }

@@ -196,6 +196,34 @@ async fn a_close_future_dropped_after_its_wake_up_still_ends_the_close_at_once()
     let mut close = Box::pin(h.close(1000, "bye"));
     // The first poll begins the close: the Close frame is on the wire when it returns.
     assert!(futures_util::poll!(&mut close).is_pending());
+    answer_then_drop(&mut peer, close).await;
+    let report = tokio::time::timeout(support::timing::PROMPT, h.closed())
+        .await
+        .expect("the close waited for its deadline after its caller went away");
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+    drop(ws);
+}
+
+/// The same with the sink's `close` (`SinkExt::close`), whose future is dropped after the
+/// peer's answer while the `WebSocket` is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_close_dropped_after_its_wake_up_still_ends_the_close_at_once() {
+    let (mut ws, mut peer) = wrapped_and_raw(Role::Server, &Config::new()).await;
+    let h = ws.handle();
+    let mut close = Box::pin(SinkExt::close(&mut ws));
+    assert!(futures_util::poll!(&mut close).is_pending());
+    answer_then_drop(&mut peer, close).await;
+    let report = tokio::time::timeout(support::timing::PROMPT, h.closed())
+        .await
+        .expect("the close waited for its deadline after its caller went away");
+    assert_eq!(report.outcome, Outcome::Clean);
+    drop(ws);
+}
+
+/// Reads the Close frame, answers it, lets the answer wake the close, then drops `close`
+/// unpolled.
+async fn answer_then_drop<F>(peer: &mut support::raw::RawPeer, close: F) {
     let frame = peer
         .read_frame_timeout(Duration::from_secs(5))
         .await
@@ -203,15 +231,9 @@ async fn a_close_future_dropped_after_its_wake_up_still_ends_the_close_at_once()
         .expect("the Close frame");
     assert_eq!(frame.close_code(), Some(1000));
     peer.send_close(Some(1000), b"").await.unwrap();
-    // The reply wakes the waiting `close()`, which is not polled but dropped.
+    // The answer wakes the waiting close, which is not polled but dropped.
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(close);
-    let report = tokio::time::timeout(support::timing::PROMPT, h.closed())
-        .await
-        .expect("the close waited for its deadline after its caller went away");
-    assert_eq!(report.outcome, Outcome::Clean);
-    assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
-    drop(ws);
 }
 
 /// A `close()` future polled once and then kept without being polled while the peer answers:
@@ -416,11 +438,21 @@ async fn a_send_stuck_behind_backpressure_fails_when_the_close_drops_it() {
     let (ws, _peer) = wrapped_and_tt(Role::Server, &config).await;
     let h = ws.handle();
     let (mut tx, _rx) = ws.split();
-    // One message far larger than the socket buffers: its send waits in the flush.
+    // One message far larger than the socket buffers: its send waits in the flush. Built
+    // here, and accepted (`feed`) before the close begins: on a busy machine the task may
+    // start late, and only an accepted message can be counted as dropped.
+    let message = Message::binary(vec![1u8; 64 * 1024 * 1024]);
+    let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
     let sender = tokio::spawn(async move {
-        let result = tx.send(Message::binary(vec![1u8; 64 * 1024 * 1024])).await;
+        let fed = tx.feed(message).await;
+        let _ = accepted_tx.send(());
+        let result = match fed {
+            Ok(()) => tx.flush().await,
+            Err(e) => Err(e),
+        };
         (result, tx)
     });
+    bounded(accepted).await.unwrap();
     // Let the socket fill.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!sender.is_finished());
