@@ -338,3 +338,28 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shutdown_report_and_a_registry_say_what_they_hold() {
+        let report = ShutdownReport {
+            connections: 3,
+            outcomes: BTreeMap::from([(Outcome::Clean, 2), (Outcome::Timeout, 1)]),
+            stragglers: 1,
+            elapsed: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            report.to_string(),
+            "3 connections in 1.500 s, clean 2, timeout 1, stragglers terminated 1"
+        );
+        assert_eq!(report.count(Outcome::Clean), 2);
+        assert_eq!(report.count(Outcome::PeerGone), 0);
+        assert_eq!(
+            format!("{:?}", Registry::new()),
+            "Registry { connections: 0, draining: false }"
+        );
+    }
+}
