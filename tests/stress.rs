@@ -506,3 +506,68 @@ fn a_runtime_without_timers_never_panics() {
     let message = warnings[0].field("message").unwrap_or_default();
     assert!(message.contains("has no timer"), "{message}");
 }
+
+/// Keepalive gives up on a peer that neither reads nor answers: its `1011` cannot reach a full
+/// socket, and it tries for a short budget (250 ms), not for the whole close deadline (5 s by
+/// default), before it terminates the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_close_to_a_stalled_peer_gives_up_within_its_short_budget() {
+    let config = Config::new()
+        .with_keepalive(Duration::from_millis(50), Duration::from_millis(300))
+        .unwrap();
+    // The raw peer never reads: the socket fills, no Ping gets through, no Pong comes back.
+    let (ws, _peer) = wrapped_and_raw(Role::Server, &config).await;
+    let h = ws.handle();
+    let (mut tx, _rx) = ws.split();
+    let writer = tokio::spawn(async move {
+        let _ = tx.send(Message::binary(vec![3u8; 32 * 1024 * 1024])).await;
+        tx
+    });
+    let report = tokio::time::timeout(Duration::from_secs(20), h.closed())
+        .await
+        .expect("keepalive never ended a stalled connection");
+    assert_eq!(report.cause, Cause::Keepalive, "{report:?}");
+    assert_eq!(report.outcome, Outcome::Timeout, "{report:?}");
+    // No close duration: the Close frame never reached the wire. The connection's whole life
+    // is the keepalive timeout (300 ms), its detection, and the close's budget.
+    let life = report.connection_duration;
+    assert!(
+        life < Duration::from_millis(300) + support::timing::PROMPT,
+        "the connection lasted {life:?}: the keepalive close tried for longer than its 250 ms"
+    );
+    drop(bounded(writer).await.unwrap());
+}
+
+/// A close begun from inside another runtime (here a one-thread runtime on its own thread,
+/// kept but no longer running) registers its deadline with the connection's runtime, whose
+/// sweeper runs, not with the caller's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_begun_from_another_runtime_keeps_its_deadline() {
+    use support::timing::{DEADLINE, assert_at_deadline};
+    let config = Config::new().with_close_timeout(DEADLINE).unwrap();
+    let (ws, _silent) = wrapped_and_raw(Role::Server, &config).await;
+    let h = ws.handle();
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let h2 = h.clone();
+    let other = std::thread::spawn(move || {
+        assert!(
+            other
+                .block_on(async move { h2.start_close(1000, "bye") })
+                .unwrap()
+        );
+        other // kept alive, idle: its timers do not run
+    })
+    .join()
+    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(10), h.closed())
+        .await
+        .expect("the deadline went to a runtime that is not running");
+    assert_eq!(report.outcome, Outcome::Timeout);
+    assert_at_deadline(report.close_duration.unwrap(), DEADLINE, "the close");
+    drop(ws);
+    // A runtime is dropped outside asynchronous code.
+    std::thread::spawn(move || drop(other)).join().unwrap();
+}
