@@ -1116,7 +1116,7 @@ impl<T: Transport> Closer<T> {
             code_sent: self.code_sent,
             code_received: self.code_received,
             reason_received: self.reason_received.take(),
-            // Only ends with a Close frame either way have a close duration (SPEC §5).
+            // Only ends with a Close frame either way have a close duration (docs/metrics.md).
             close_duration: (self.code_sent.is_some() || self.code_received.is_some())
                 .then(|| now - self.started),
             connection_duration: now - self.shared.opened_at,

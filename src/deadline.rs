@@ -1,6 +1,6 @@
 //! Close deadlines: every close on a runtime shares one Tokio timer.
 //!
-//! Every close is bounded by a deadline (SPEC §3.4). A Tokio timer per close would be the
+//! Every close is bounded by a deadline (docs/design.md). A Tokio timer per close would be the
 //! simplest way, but Tokio wakes its I/O driver (an `eventfd` write, then an extra turn of the
 //! driver) whenever a newly registered timer is the earliest on the runtime. On a runtime with
 //! no other timer that is every close, and it was half of what wsclose added to the CPU cost of

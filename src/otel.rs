@@ -20,7 +20,7 @@
 //!
 //! # Instruments
 //!
-//! | OpenTelemetry name | instrument | unit | attributes | Prometheus (SPEC §5) |
+//! | OpenTelemetry name | instrument | unit | attributes | Prometheus (docs/metrics.md) |
 //! |---|---|---|---|---|
 //! | `websocket.connections.active` | `ObservableUpDownCounter<i64>` | `{connection}` | role | `websocket_connections_active` |
 //! | `websocket.connections.opened` | `ObservableCounter<u64>` | `{connection}` | role | `websocket_connections_opened_total` |

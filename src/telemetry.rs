@@ -19,7 +19,7 @@ use tracing::{Level, Span};
 
 use crate::{CODE_LABELS, Cause, CloseCode, CloseReport, Outcome, Role, State};
 
-/// Series names, as exported to Prometheus (SPEC §5).
+/// Series names, as exported to Prometheus (docs/metrics.md).
 pub mod names {
     /// Gauge: connections currently open or closing (`role`).
     pub const CONNECTIONS_ACTIVE: &str = "websocket_connections_active";
@@ -107,7 +107,7 @@ pub fn describe_metrics() {
 
 /// One instrument update, with the facts its labels are made of. Decided once per event by
 /// the functions below; rendered by every backend (label names differ per backend, the
-/// values and the label *sets* are SPEC §5's).
+/// values and the label *sets* are docs/metrics.md's).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Update {
     /// `connections.opened` += 1.
@@ -170,7 +170,7 @@ const fn expected_label(outcome: Outcome) -> &'static str {
     }
 }
 
-/// The `metrics` facade backend: SPEC §5's Prometheus names and labels. A no-op (one atomic
+/// The `metrics` facade backend: docs/metrics.md's Prometheus names and labels. A no-op (one atomic
 /// load in the facade) when no recorder is installed.
 ///
 /// Registering a series is a lookup in the recorder's registry (about 100 ns each); the handles

@@ -224,16 +224,21 @@ async fn a_sink_close_dropped_after_its_wake_up_still_ends_the_close_at_once() {
 /// Reads the Close frame, answers it, lets the answer wake the close, then drops `close`
 /// unpolled.
 async fn answer_then_drop<F>(peer: &mut support::raw::RawPeer, close: F) {
+    answer_close(peer, 1000).await;
+    // The answer wakes the waiting close, which is not polled but dropped.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(close);
+}
+
+/// Reads our Close frame (1000) and answers it with `code`.
+async fn answer_close(peer: &mut support::raw::RawPeer, code: u16) {
     let frame = peer
         .read_frame_timeout(Duration::from_secs(5))
         .await
         .unwrap()
         .expect("the Close frame");
     assert_eq!(frame.close_code(), Some(1000));
-    peer.send_close(Some(1000), b"").await.unwrap();
-    // The answer wakes the waiting close, which is not polled but dropped.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    drop(close);
+    peer.send_close(Some(code), b"").await.unwrap();
 }
 
 /// A `close()` future polled once and then kept without being polled while the peer answers:
@@ -247,13 +252,7 @@ async fn a_close_future_kept_while_the_peer_answers_ends_by_its_deadline() {
     let h = ws.handle();
     let mut kept = Box::pin(h.close(1000, "bye"));
     assert!(futures_util::poll!(&mut kept).is_pending());
-    let frame = peer
-        .read_frame_timeout(Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("the Close frame");
-    assert_eq!(frame.close_code(), Some(1000));
-    peer.send_close(Some(1001), b"").await.unwrap();
+    answer_close(&mut peer, 1001).await;
     let report = tokio::time::timeout(DEADLINE + LATE + LATE, h.closed())
         .await
         .expect("the close waited past its deadline for a caller that kept its future");
