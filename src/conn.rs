@@ -57,6 +57,7 @@ type CloseTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// - A caller in the connection's runtime awaiting [`Handle::close`] (the *driver*) is woken for
 ///   the peer's bytes and polls the close itself, in its own turn, as a raw `close()` would: no
 ///   task is spawned, and the close's end reaches the caller without a hand-off between tasks.
+///   A driver still registered when the close ends elsewhere is woken by that end.
 /// - Otherwise the close is spawned as a task of its own: with no driver, and for the deadline
 ///   or a terminate, which never wait for a driver. So a `close()` future kept but no longer
 ///   polled (or a caller busy elsewhere) can delay its close until its deadline or a
@@ -132,6 +133,18 @@ impl<T: Transport> std::task::Wake for Shared<T> {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What one [`Shared::poll_drive`] did.
+enum Drive {
+    /// The close ended in this poll.
+    Ended,
+    /// The caller is the close's driver: it is woken when the close needs a poll, and when the
+    /// close ends elsewhere.
+    Registered,
+    /// The close runs elsewhere (a task of its own, or another caller's poll) or cannot be
+    /// driven from here: wait for its end.
+    Elsewhere,
+}
 
 /// Which party a write-side poll is for (see [`WriteWakers`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -388,17 +401,17 @@ impl<T: Transport> Shared<T> {
     }
 
     /// The driver's part (see [`Parked`]): polls the close when it is parked and has been
-    /// woken, else registers `cx` to be woken when it is. Ready once the close has ended here;
-    /// pending also while it runs in a task of its own (then `done` tells of its end).
-    fn poll_drive(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+    /// woken, else registers `cx` as the driver, to be woken when it is or when the close
+    /// ends ([`Drive::Registered`]).
+    fn poll_drive(self: &Arc<Self>, cx: &mut Context<'_>) -> Drive {
         // Only a caller inside the connection's runtime (a task, or its `block_on`) drives, under
         // the runtime's task budget: elsewhere (an executor of another kind, a thread tearing
         // down its locals) the close runs in a task of its own.
         let Some(rt) = self.runtime() else {
-            return Poll::Pending;
+            return Drive::Elsewhere;
         };
         if !tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == rt.id()) {
-            return Poll::Pending;
+            return Drive::Elsewhere;
         }
         let mut parked = self.parked();
         // One poll per turn: a close woken again during its poll goes on in a task of its own
@@ -406,11 +419,8 @@ impl<T: Transport> Shared<T> {
         let mut polled = false;
         loop {
             if parked.task.is_none() {
-                // A waker is dropped outside the lock: dropping one may run arbitrary code.
-                let driver = parked.driver.take();
-                drop(parked);
-                drop(driver);
-                return Poll::Pending;
+                // Running elsewhere (a driver registered meanwhile is woken by its end).
+                return Drive::Elsewhere;
             }
             if polled && parked.woken {
                 let task = parked.task.take();
@@ -418,20 +428,23 @@ impl<T: Transport> Shared<T> {
                 if let Some(task) = task {
                     self.spawn(task);
                 }
-                return Poll::Pending;
+                return Drive::Elsewhere;
             }
             let Some(mut task) = parked.take_woken() else {
-                let previous = match &parked.driver {
-                    Some(driver) if driver.will_wake(cx.waker()) => None,
-                    _ => parked.driver.replace(cx.waker().clone()),
+                // One driver at a time: a second caller waits for the end. A driver is never
+                // replaced, as it returns without waiting on `done`.
+                return match &parked.driver {
+                    Some(driver) if driver.will_wake(cx.waker()) => Drive::Registered,
+                    Some(_) => Drive::Elsewhere,
+                    None => {
+                        parked.driver = Some(cx.waker().clone());
+                        Drive::Registered
+                    }
                 };
-                drop(parked);
-                drop(previous);
-                return Poll::Pending;
             };
             drop(parked);
             if self.poll_on_the_spot(&rt, &mut task).is_ready() {
-                return Poll::Ready(());
+                return Drive::Ended;
             }
             polled = true;
             parked = self.parked();
@@ -443,7 +456,8 @@ impl<T: Transport> Shared<T> {
     /// ([`Parked`]).
     async fn close_driven(self: Arc<Self>) -> CloseReport {
         /// A driver that goes away leaves no waker behind, and runs a close it was woken
-        /// for in a task of its own.
+        /// for in a task of its own. The registered driver may be another caller's (this one
+        /// waiting for the end): it is woken, to register again.
         struct Leave<'a, T: Transport>(&'a Shared<T>);
         impl<T: Transport> Drop for Leave<'_, T> {
             fn drop(&mut self) {
@@ -456,7 +470,9 @@ impl<T: Transport> Shared<T> {
                     };
                     (parked.driver.take(), missed)
                 };
-                drop(driver);
+                if let Some(driver) = driver {
+                    driver.wake();
+                }
                 if let Some(task) = missed {
                     self.0.spawn(task);
                 }
@@ -470,8 +486,12 @@ impl<T: Transport> Shared<T> {
                 if let Some(report) = self.gate.report() {
                     return Poll::Ready(report);
                 }
-                if self.poll_drive(cx).is_ready() {
-                    continue;
+                match self.poll_drive(cx) {
+                    Drive::Ended => continue,
+                    // Woken when the close needs it, or by `finish` when it ended elsewhere: not
+                    // also by `done`, which would wake this task again after it ended the close.
+                    Drive::Registered => return Poll::Pending,
+                    Drive::Elsewhere => {}
                 }
                 if notified.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
@@ -663,9 +683,12 @@ impl<T: Transport> Shared<T> {
         // The close task's waker for terminate: after a poll on the spot it is this connection
         // itself, which must not keep itself alive.
         drop(self.closer.take());
-        // A driver's waker (its task holds this connection) must not outlive the close either.
+        // A driver still registered (the close ended in a task of its own) learns of the end
+        // here; its waker (its task holds this connection) must not outlive the close either.
         let driver = self.parked().driver.take();
-        drop(driver);
+        if let Some(driver) = driver {
+            driver.wake();
+        }
         self.reader.wake();
         self.write_waker.wake_by_ref();
         self.done.notify_waiters();
@@ -1641,6 +1664,104 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(conn.strong_count(), 0, "the connection outlived its close");
+    }
+
+    /// The task awaiting `close()` ends the close in its own poll when the peer answers; that
+    /// end must not wake the same task again (a spurious poll of the caller, and on a
+    /// multi-thread runtime possibly another worker woken, per close).
+    #[tokio::test]
+    async fn a_close_ended_by_its_caller_does_not_wake_the_caller_again() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
+
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let (a, b) = tokio::io::duplex(4096);
+        let (mut server, client) = tokio::join!(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
+            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
+        );
+        let ws = WebSocket::client(client);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut close = Box::pin(ws.close(1000, "bye"));
+        assert!(close.as_mut().poll(&mut cx).is_pending(), "no answer yet");
+        // The peer reads the Close, answers it and closes the stream.
+        while let Some(Ok(_)) = server.next().await {}
+        drop(server);
+        let mut ended = None;
+        for _ in 0..1000 {
+            let before = count.0.load(Ordering::SeqCst);
+            if let Poll::Ready(report) = close.as_mut().poll(&mut cx) {
+                ended = Some((report, count.0.load(Ordering::SeqCst) - before));
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let (report, woken) = ended.expect("the close ended");
+        assert_eq!(report.expect("valid code").outcome, Outcome::Clean);
+        assert_eq!(
+            woken, 0,
+            "the close woke its caller from the poll that ended it"
+        );
+    }
+
+    /// Two callers await `close()`; the first registers as the close's driver, the second
+    /// waits for the end, then is dropped. The driver it unregisters on the way out is woken
+    /// (to register again): else the first caller, which waits for nothing but its driver's
+    /// wake-up, would never learn of the end.
+    #[tokio::test]
+    async fn a_second_close_dropped_leaves_the_first_a_way_to_the_end() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
+
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let (a, b) = tokio::io::duplex(4096);
+        let (mut server, client) = tokio::join!(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
+            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
+        );
+        let ws = WebSocket::client(client);
+        let (first, second) = (ws.handle(), ws.handle());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut first = Box::pin(first.close(1000, "bye"));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        let mut second = Box::pin(second.close(1000, "bye"));
+        assert!(
+            second
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        drop(second);
+        while let Some(Ok(_)) = server.next().await {}
+        drop(server);
+        let mut report = None;
+        for _ in 0..1000 {
+            if count.0.swap(0, Ordering::SeqCst) > 0 {
+                if let Poll::Ready(r) = first.as_mut().poll(&mut cx) {
+                    report = Some(r);
+                    break;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        let report = report.expect("the first caller was woken to the end");
+        assert_eq!(report.expect("valid code").outcome, Outcome::Clean);
     }
 
     /// A reader that was woken and has read leaves no waker behind: a close it begins next
