@@ -350,7 +350,8 @@ impl<T: Transport> Shared<T> {
         self.write_waker.wake_by_ref();
         let closer = Closer::new(self.clone(), plan, io.pending);
         let deadline = closer.deadline;
-        let Some(rt) = self.runtime() else {
+        let current = tokio::runtime::Handle::try_current();
+        let Some(rt) = self.rt.as_ref().or(current.as_ref().ok()) else {
             // No runtime to run a handshake on (wrapped and closed outside Tokio): terminate the
             // transport now and say so.
             drop(io);
@@ -365,12 +366,16 @@ impl<T: Transport> Shared<T> {
         } else {
             Box::pin(run.instrument(span))
         };
-        if tokio::runtime::Handle::try_current().is_err_and(|e| e.is_thread_local_destroyed()) {
+        if current
+            .as_ref()
+            .is_err_and(|e| e.is_thread_local_destroyed())
+        {
             // A thread tearing down its locals cannot enter a runtime: run it all in the task.
             self.spawn(task);
             return true;
         }
-        if self.poll_on_the_spot(&rt, &mut task).is_pending() {
+        let inside = current.as_ref().is_ok_and(|c| c.id() == rt.id());
+        if self.poll_on_the_spot(rt, inside, &mut task).is_pending() {
             let mut parked = self.parked();
             if parked.woken {
                 drop(parked);
@@ -385,17 +390,15 @@ impl<T: Transport> Shared<T> {
 
     /// Polls a parked (or not yet parked) close outside its own task, with this connection as
     /// its waker. The first poll registers the deadline with the runtime's timer, so every
-    /// such poll runs inside the connection's runtime, also from a thread that is not one of
-    /// its workers.
+    /// such poll runs inside the connection's runtime (`rt`, entered unless the thread is
+    /// `inside` it already), also from a thread that is not one of its workers.
     fn poll_on_the_spot(
         self: &Arc<Self>,
         rt: &tokio::runtime::Handle,
+        inside: bool,
         task: &mut CloseTask,
     ) -> Poll<()> {
-        let _entered = match tokio::runtime::Handle::try_current() {
-            Ok(current) if current.id() == rt.id() => None,
-            _ => Some(rt.enter()),
-        };
+        let _entered = (!inside).then(|| rt.enter());
         let waker = Waker::from(self.clone());
         task.as_mut().poll(&mut Context::from_waker(&waker))
     }
@@ -407,10 +410,10 @@ impl<T: Transport> Shared<T> {
         // Only a caller inside the connection's runtime (a task, or its `block_on`) drives, under
         // the runtime's task budget: elsewhere (an executor of another kind, a thread tearing
         // down its locals) the close runs in a task of its own.
-        let Some(rt) = self.runtime() else {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return Drive::Elsewhere;
         };
-        if !tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == rt.id()) {
+        if self.rt.as_ref().is_some_and(|own| own.id() != rt.id()) {
             return Drive::Elsewhere;
         }
         let mut parked = self.parked();
@@ -443,7 +446,7 @@ impl<T: Transport> Shared<T> {
                 };
             };
             drop(parked);
-            if self.poll_on_the_spot(&rt, &mut task).is_ready() {
+            if self.poll_on_the_spot(&rt, true, &mut task).is_ready() {
                 return Drive::Ended;
             }
             polled = true;
@@ -457,12 +460,19 @@ impl<T: Transport> Shared<T> {
     async fn close_driven(self: Arc<Self>) -> CloseReport {
         /// A driver that goes away leaves no waker behind, and runs a close it was woken
         /// for in a task of its own. The registered driver may be another caller's (this one
-        /// waiting for the end): it is woken, to register again.
-        struct Leave<'a, T: Transport>(&'a Shared<T>);
+        /// waiting for the end): it is woken, to register again. Nothing to do for a caller
+        /// that never registered, or that ended the close.
+        struct Leave<'a, T: Transport> {
+            shared: &'a Shared<T>,
+            registered: bool,
+        }
         impl<T: Transport> Drop for Leave<'_, T> {
             fn drop(&mut self) {
+                if !self.registered {
+                    return;
+                }
                 let (driver, missed) = {
-                    let mut parked = self.0.parked();
+                    let mut parked = self.shared.parked();
                     let missed = if parked.driver_woken {
                         parked.take_woken()
                     } else {
@@ -474,30 +484,46 @@ impl<T: Transport> Shared<T> {
                     driver.wake();
                 }
                 if let Some(task) = missed {
-                    self.0.spawn(task);
+                    self.shared.spawn(task);
                 }
             }
         }
-        let _leave = Leave(&self);
+        let mut leave = Leave {
+            shared: &self,
+            registered: false,
+        };
+        // `done` is waited on only while the close runs elsewhere; enabled before the report
+        // is looked at again, so that an end in between is not missed.
         let mut notified = pin!(self.done.notified());
-        notified.as_mut().enable();
+        let mut enabled = false;
         poll_fn(|cx| {
             loop {
                 if let Some(report) = self.gate.report() {
                     return Poll::Ready(report);
                 }
                 match self.poll_drive(cx) {
-                    Drive::Ended => continue,
+                    Drive::Ended => {
+                        leave.registered = false;
+                        continue;
+                    }
                     // Woken when the close needs it, or by `finish` when it ended elsewhere: not
                     // also by `done`, which would wake this task again after it ended the close.
-                    Drive::Registered => return Poll::Pending,
+                    Drive::Registered => {
+                        leave.registered = true;
+                        return Poll::Pending;
+                    }
                     Drive::Elsewhere => {}
+                }
+                if !enabled {
+                    notified.as_mut().enable();
+                    enabled = true;
+                    continue;
                 }
                 if notified.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 notified.set(self.done.notified());
-                notified.as_mut().enable();
+                enabled = false;
             }
         })
         .await
