@@ -1526,7 +1526,11 @@ impl<T: Transport> WebSocket<T> {
     ///
     /// Cancel safe.
     pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
-        self.handle().close(code, reason).await
+        // As `Handle::close`, without the handle's boxed, type-erased future.
+        let frame = validate(Some((code, reason)))?;
+        let shared = self.shared();
+        shared.request_close(Cause::App, frame);
+        Ok(shared.clone().close_driven().await)
     }
 
     /// The current state.
