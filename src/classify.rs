@@ -1,6 +1,7 @@
 //! Mapping of transport errors and received Close frames onto the taxonomy.
 //!
-//! The table in `docs/design.md` mirrors this file; the tests below check it row by row.
+//! The table in `docs/design.md` mirrors this file; the tests below check the functions against
+//! every tungstenite error variant and close code.
 
 use std::io;
 

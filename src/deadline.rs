@@ -374,6 +374,24 @@ impl Deadline {
         }
         Some(Poll::Pending)
     }
+
+    /// One poll, through the sweeper or, without one, a timer of this deadline's own.
+    fn poll_unlatched(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.untimed {
+            return Poll::Pending;
+        }
+        if self.own.is_none() {
+            if let Some(poll) = self.poll_sweeper(cx) {
+                return poll;
+            }
+            self.unregister();
+        }
+        let at = self.at;
+        self.own
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
+            .as_mut()
+            .poll(cx)
+    }
 }
 
 impl Future for Deadline {
@@ -391,26 +409,6 @@ impl Future for Deadline {
         } else {
             Poll::Pending
         }
-    }
-}
-
-impl Deadline {
-    /// One poll, through the sweeper or, without one, a timer of this deadline's own.
-    fn poll_unlatched(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.untimed {
-            return Poll::Pending;
-        }
-        if self.own.is_none() {
-            if let Some(poll) = self.poll_sweeper(cx) {
-                return poll;
-            }
-            self.unregister();
-        }
-        let at = self.at;
-        self.own
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
-            .as_mut()
-            .poll(cx)
     }
 }
 

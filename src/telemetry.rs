@@ -40,7 +40,7 @@ pub mod names {
     /// Counter: accepted outbound messages never confirmed delivered (`role`).
     pub const MESSAGES_DROPPED: &str = "websocket_messages_dropped_total";
 
-    /// Every series name, in SPEC order.
+    /// Every series name, in the order of the table in `docs/metrics.md`.
     pub const ALL: [&str; 9] = [
         CONNECTIONS_ACTIVE,
         CONNECTIONS_OPENED,
@@ -455,7 +455,7 @@ pub(crate) fn close_span(connection: &Span) -> Span {
     tracing::debug_span!(
         target: "wsclose",
         parent: connection,
-        "websocket.close",
+        CLOSE_SPAN,
         "websocket.close.cause" = tracing::field::Empty,
         "websocket.close.outcome" = tracing::field::Empty,
         "websocket.close.expected" = tracing::field::Empty,

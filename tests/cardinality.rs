@@ -1,6 +1,6 @@
 //! Label cardinality under hostile input: 10,000 peers sending random close codes (every u16,
 //! and none) and random reasons (random bytes, UTF-8 with control characters, unique strings)
-//! leave the number of `websocket_*` series within the bound SPEC §4/§5 implies
+//! leave the number of `websocket_*` series within the bound docs/metrics.md implies
 //! (docs/security.md derives it: 170 label sets, 506 Prometheus series).
 
 mod support;
@@ -175,7 +175,7 @@ async fn ten_thousand_hostile_peers_stay_within_the_series_bound() {
             );
         }
     }
-    // The bound per name (both roles), from SPEC §4/§5; docs/security.md derives it.
+    // The bound per name (both roles), from the label values of docs/metrics.md; docs/security.md derives it.
     let bound = |name: &str| match name {
         "websocket_closes_total" => 2 * 6 * 6,
         "websocket_close_duration_seconds" | "websocket_connection_duration_seconds" => 2 * 6,

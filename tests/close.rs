@@ -1,6 +1,5 @@
-//! SPEC §3 close behaviour over real loopback sockets, in both roles, with exact outcomes,
-// The `flavor_tests!` macro lives in the support module.
-//! metrics and wire frames.
+//! The close behaviour of docs/design.md over real loopback sockets, in both roles, with exact
+//! outcomes, metrics and wire frames. (The `flavor_tests!` macro lives in the support module.)
 
 #[macro_use]
 mod support;

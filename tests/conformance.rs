@@ -1,6 +1,6 @@
 //! Close-code conformance at the edges found by fuzzing (fuzz/fuzz_targets/close_payload.rs).
 //!
-//! SPEC §4 lists 1014 as the valid code `bad_gateway`. tungstenite 0.30 does not know it: its
+//! The close-code table (docs/design.md, "Close codes") lists 1014 as the valid code `bad_gateway`. tungstenite 0.30 does not know it: its
 //! `CloseCode::from(1014)` is `Bad(1014)`, not allowed. What wsclose can and cannot do about that
 //! is pinned here, so a tungstenite release that learns 1014 makes these tests fail and the
 //! workaround and docs (docs/design.md, "Close codes") get revisited.
@@ -59,7 +59,7 @@ async fn a_peers_first_close_1014_is_lost_to_tungstenites_substitution() {
 }
 
 /// In reply to our own Close, tungstenite passes the code through: 1014 is counted as
-/// `bad_gateway` and the end is clean, as SPEC §3.6 says.
+/// `bad_gateway` and the end is clean, as docs/design.md ("Close codes") says.
 #[tokio::test]
 async fn a_1014_reply_to_our_close_is_counted_as_bad_gateway() {
     for role in BOTH {

@@ -1,6 +1,6 @@
 //! Fault injection with the loopback proxy (tests/support/proxy.rs) between a wsclose endpoint
 //! and a tokio-tungstenite peer: delay, stall one direction, cut mid-handshake, reset. Each close
-//! ends exactly as SPEC §4 says: `clean` when the handshake completes within the deadline,
+//! ends exactly as docs/design.md's classification says: `clean` when the handshake completes within the deadline,
 //! `timeout` at the deadline, `peer_gone` when the transport ends first.
 
 mod support;

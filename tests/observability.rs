@@ -1,4 +1,4 @@
-//! SPEC §6: one end event per connection at the right level with the listed fields, inside a
+//! The logs of docs/design.md: one end event per connection at the right level with the listed fields, inside a
 //! per-connection span; peer reasons escaped; refused sends and redundant closes at DEBUG.
 
 mod support;

@@ -1,4 +1,4 @@
-//! SPEC §5 through OpenTelemetry: after the core scenario set in both roles, every
+//! The metrics of docs/metrics.md through OpenTelemetry: after the core scenario set in both roles, every
 //! OpenTelemetry instrument (read back with opentelemetry_sdk's in-memory exporter) equals the
 //! `metrics`-facade series with the same labels, recorded by the same events; units,
 //! descriptions and histogram boundaries are as documented.

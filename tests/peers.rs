@@ -217,7 +217,7 @@ fn frames(m: &Metrics, direction: &str, code: &str) -> u64 {
     )
 }
 
-/// Exactly one end, with these labels, and the SPEC §5 invariant holds.
+/// Exactly one end, with these labels, and the invariant of docs/metrics.md holds.
 fn assert_one_end(s: &Seen, cause: &str, outcome: &str, expected: &str) {
     let m = &s.m;
     assert_eq!(closes(m, cause, outcome, expected), 1, "{}", m.dump());

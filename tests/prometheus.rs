@@ -1,4 +1,4 @@
-//! The `prometheus` feature: all nine SPEC §5 families render with HELP text, the two
+//! The `prometheus` feature: all nine families of docs/metrics.md render with HELP text, the two
 //! histograms as real histograms (`_bucket` lines with the documented bounds), never summaries.
 //!
 //! A loopback close takes anything from tens of microseconds to milliseconds on a busy machine,

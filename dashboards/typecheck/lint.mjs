@@ -1,5 +1,5 @@
 // Checks what the types cannot: that the dashboard and the rules stick to the metric contract
-// (SPEC section 5) and to the dashboard conventions in docs/operations.md.
+// (docs/metrics.md) and to the dashboard conventions in docs/operations.md.
 //
 // usage: node lint.mjs [dashboard.json] [rules.yaml]
 // defaults: ../wsclose.json and ../rules.yaml, relative to this file. Exit status 1 on problems.
@@ -15,7 +15,7 @@ const rulesPath = resolve(process.argv[3] ?? resolve(here, '../rules.yaml'));
 const problems = [];
 const problem = (where, msg) => problems.push(`${where}: ${msg}`);
 
-// --- the contract (SPEC section 5) -------------------------------------------------------
+// --- the contract (docs/metrics.md) -------------------------------------------------------
 const histogram = (labels) => ({ labels, histogram: true });
 const metric = (labels) => ({ labels, histogram: false });
 const METRICS = {
@@ -79,7 +79,7 @@ function checkSelectors(where, expr) {
   for (const sel of selectors(expr)) {
     const resolved = contractMetric(sel.name);
     if (!resolved) {
-      problem(where, `${sel.name} is not a metric of SPEC section 5`);
+      problem(where, `${sel.name} is not a metric of docs/metrics.md`);
       continue;
     }
     const [base, suffix] = resolved;

@@ -129,7 +129,7 @@ impl Metrics {
     }
 
     /// `websocket_closes_total` for one role, cause and outcome (`expected` follows from the
-    /// outcome, as SPEC §4 says).
+    /// outcome, as docs/design.md's classification says).
     pub fn closes(&self, role: &str, cause: &str, outcome: &str) -> u64 {
         let expected = if matches!(outcome, "clean" | "peer_gone" | "timeout") {
             "true"
@@ -145,7 +145,7 @@ impl Metrics {
         self.counter("websocket_closes_total", &labels)
     }
 
-    /// Checks SPEC §5's invariant for `role`: opened = Σ closes + active.
+    /// Checks the invariant of docs/metrics.md for `role`: opened = Σ closes + active.
     pub fn assert_balanced(&self, role: &str) {
         let opened = self.counter("websocket_connections_opened_total", &[("role", role)]);
         let closed = self.counter_sum("websocket_closes_total", &[("role", role)]);
