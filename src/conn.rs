@@ -543,10 +543,10 @@ impl<T: Transport> Shared<T> {
             shared: &self,
             registered: false,
         };
-        // `done` is waited on only while the close runs elsewhere; enabled before the report
-        // is looked at again, so that an end in between is not missed.
+        // `done` is waited on only while the close runs elsewhere. A `Notified` hears every
+        // `notify_waiters` after its creation, polled or not: an end between a look at the
+        // report and the poll is not missed.
         let mut notified = pin!(self.done.notified());
-        let mut enabled = false;
         poll_fn(|cx| {
             loop {
                 if let Some(report) = self.gate.report() {
@@ -565,16 +565,10 @@ impl<T: Transport> Shared<T> {
                     }
                     Drive::Elsewhere => {}
                 }
-                if !enabled {
-                    notified.as_mut().enable();
-                    enabled = true;
-                    continue;
-                }
                 if notified.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 notified.set(self.done.notified());
-                enabled = false;
             }
         })
         .await
