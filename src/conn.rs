@@ -246,50 +246,6 @@ fn phase_state(phase: u8) -> State {
     }
 }
 
-/// What `begin` wrote of the close before setting its task up. The Close frame (or the reply
-/// to the peer's Close) goes on the wire first, if the socket takes it at once: on a
-/// multi-thread runtime the peer can then answer while this thread sets the rest up. The close
-/// task carries on from here.
-enum Early<E> {
-    /// Nothing written: the close task writes it all.
-    No,
-    /// Written and flushed.
-    Flushed,
-    /// Our Close frame is queued; the close task flushes it.
-    Queued,
-    /// Writing failed; the close task reports it.
-    Failed(Box<E>),
-}
-
-impl<E> Early<E> {
-    /// Writes as much of `plan`'s frame as the transport takes without waiting. Called only
-    /// inside the connection's runtime; a `Pending` here is polled again by the close task,
-    /// with its own waker, right after.
-    fn write<T: Transport<WsError = E>>(io: &mut Io<T>, plan: &Plan) -> Self {
-        let mut cx = Context::from_waker(Waker::noop());
-        let flushed = |t: &mut T, cx: &mut Context<'_>, pending| match Pin::new(t).poll_flush(cx) {
-            Poll::Ready(Ok(())) => Early::Flushed,
-            Poll::Ready(Err(e)) => Early::Failed(Box::new(e)),
-            Poll::Pending => pending,
-        };
-        if plan.reply.is_some() {
-            // tungstenite queued the reply when it read the peer's Close.
-            return flushed(&mut io.t, &mut cx, Early::No);
-        }
-        let Some(frame) = &plan.send else {
-            return Early::No;
-        };
-        if !matches!(Pin::new(&mut io.t).poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-            return Early::No;
-        }
-        let msg = T::close_message(frame.as_ref().map(|(c, r)| (*c, r.as_str())));
-        if let Err(e) = Pin::new(&mut io.t).start_send(msg) {
-            return Early::Failed(Box::new(e));
-        }
-        flushed(&mut io.t, &mut cx, Early::Queued)
-    }
-}
-
 /// How a close begins; built by whoever takes the transport.
 struct Plan {
     cause: Cause,
@@ -387,23 +343,15 @@ impl<T: Transport> Shared<T> {
     /// afterwards (awaiting a future, keeping one without polling it, dropping it) can hold a
     /// close up beyond its deadline, and a close may begin on any thread.
     fn begin(self: &Arc<Self>, slot: &mut Slot<'_, T>, plan: Plan) -> bool {
-        let Some(mut io) = self.gate.begin(slot, closing_phase(plan.cause)) else {
+        let Some(io) = self.gate.begin(slot, closing_phase(plan.cause)) else {
             return false;
-        };
-        let started = Instant::now();
-        let current = tokio::runtime::Handle::try_current();
-        let rt = self.rt.as_ref().or(current.as_ref().ok());
-        let inside = matches!((rt, &current), (Some(rt), Ok(c)) if c.id() == rt.id());
-        let early = if inside {
-            Early::write(&mut io, &plan)
-        } else {
-            Early::No
         };
         self.reader.wake();
         self.write_waker.wake_by_ref();
-        let closer = Closer::new(self.clone(), plan, io.pending, started, early);
+        let closer = Closer::new(self.clone(), plan, io.pending);
         let deadline = closer.deadline;
-        let Some(rt) = rt else {
+        let current = tokio::runtime::Handle::try_current();
+        let Some(rt) = self.rt.as_ref().or(current.as_ref().ok()) else {
             // No runtime to run a handshake on (wrapped and closed outside Tokio): terminate the
             // transport now and say so.
             drop(io);
@@ -426,6 +374,7 @@ impl<T: Transport> Shared<T> {
             self.spawn(task);
             return true;
         }
+        let inside = current.as_ref().is_ok_and(|c| c.id() == rt.id());
         if self.poll_on_the_spot(rt, inside, &mut task).is_pending() {
             let mut parked = self.parked();
             if parked.woken {
@@ -1012,23 +961,16 @@ struct Closer<T: Transport> {
     send: Option<OutFrame>,
     drain: bool,
     deadline: Instant,
-    /// What `begin` already wrote.
-    early: Early<T::WsError>,
 }
 
 impl<T: Transport> Closer<T> {
-    fn new(
-        shared: Arc<Shared<T>>,
-        plan: Plan,
-        pending: u64,
-        started: Instant,
-        early: Early<T::WsError>,
-    ) -> Self {
+    fn new(shared: Arc<Shared<T>>, plan: Plan, pending: u64) -> Self {
         let (code_received, reason_received) = match plan.received {
             Some((code, reason)) => (Some(code), reason),
             None => (None, None),
         };
         let invalid = matches!(code_received, Some(CloseCode::Invalid(_)));
+        let started = Instant::now();
         let budget = plan.budget.unwrap_or(shared.config.close_timeout);
         let deadline = started + budget.min(shared.config.close_timeout);
         let (preset, error) = match plan.preset {
@@ -1056,7 +998,6 @@ impl<T: Transport> Closer<T> {
             send: plan.send,
             drain: plan.drain,
             deadline,
-            early,
         }
     }
 
@@ -1116,13 +1057,9 @@ impl<T: Transport> Closer<T> {
             // The peer closed first; tungstenite queued the echo. Put it on the wire now rather
             // than on some later write.
             self.close_attempted = true;
-            match std::mem::replace(&mut self.early, Early::No) {
-                Early::Failed(e) => return Err(self.fail(*e)),
-                Early::Flushed => {}
-                Early::No | Early::Queued => poll_fn(|cx| Pin::new(&mut io.t).poll_flush(cx))
-                    .await
-                    .map_err(|e| self.fail(e))?,
-            }
+            poll_fn(|cx| Pin::new(&mut io.t).poll_flush(cx))
+                .await
+                .map_err(|e| self.fail(e))?;
             io.pending = 0;
             self.pending = 0;
             self.code_sent = Some(reply);
@@ -1130,19 +1067,10 @@ impl<T: Transport> Closer<T> {
         }
         if let Some(frame) = self.send.take() {
             self.close_attempted = true;
+            let msg = T::close_message(frame.as_ref().map(|(c, r)| (*c, r.as_str())));
             // Queued data frames go out first: the Close frame is written behind them and one
             // flush sends both.
-            match std::mem::replace(&mut self.early, Early::No) {
-                Early::Failed(e) => return Err(self.fail(*e)),
-                Early::Flushed => {}
-                Early::Queued => poll_fn(|cx| Pin::new(&mut io.t).poll_flush(cx))
-                    .await
-                    .map_err(|e| self.fail(e))?,
-                Early::No => {
-                    let msg = T::close_message(frame.as_ref().map(|(c, r)| (*c, r.as_str())));
-                    io.t.send(msg).await.map_err(|e| self.fail(e))?;
-                }
-            }
+            io.t.send(msg).await.map_err(|e| self.fail(e))?;
             io.pending = 0;
             self.pending = 0;
             self.code_sent = Some(frame.map_or(CloseCode::NoStatus, |(c, _)| CloseCode::Valid(c)));
@@ -1727,7 +1655,7 @@ mod tests {
         let shared = conn.shared().clone();
         let io = shared.gate.begin(&mut shared.gate.lock(), 1).expect("open");
         let plan = Plan::close(Cause::App, Some((1000, String::new())));
-        let close = Closer::new(shared.clone(), plan, 0, Instant::now(), Early::No).run(io);
+        let close = Closer::new(shared.clone(), plan, 0).run(io);
         let size = std::mem::size_of_val(&close);
         assert!(size <= 1024, "the close task is {size} bytes");
     }
