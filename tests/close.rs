@@ -312,6 +312,77 @@ async fn peer_eof_without_close_is_transport_peer_gone<F: Flavor>() {
     }
 }
 
+/// A frame the protocol forbids (a reserved opcode) ends the connection with 1002 at once:
+/// after a protocol error nothing more is waited for, neither the peer's Close nor the end of
+/// its transport. The peer here stays connected and silent.
+async fn a_protocol_error_ends_at_once_without_waiting_for_the_peer<F: Flavor>() {
+    for &role in F::ROLES {
+        let (m, _g) = recorder::install();
+        let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
+        let started = Instant::now();
+        raw.send_frame(true, 0x3, b"").await.unwrap();
+        let got = bounded(ws.next()).await;
+        assert!(matches!(got, Some(Err(_))), "{role}: {got:?}");
+        let report = bounded(ws.handle().closed()).await;
+        assert_eq!(
+            (report.outcome, report.cause),
+            (Outcome::ProtocolError, Cause::Peer),
+            "{role}: {report:?}"
+        );
+        assert_eq!(report.code_sent, Some(CloseCode::Valid(1002)));
+        assert!(
+            started.elapsed() < PROMPT,
+            "{role}: waited for the silent peer ({:?})",
+            started.elapsed()
+        );
+        let frames = raw
+            .read_all_until_eof(Duration::from_secs(2))
+            .await
+            .unwrap();
+        let codes: Vec<_> = frames
+            .iter()
+            .filter(|f| f.is_close())
+            .map(|f| f.close_code())
+            .collect();
+        assert_eq!(codes, [Some(1002)], "{role}");
+        assert_eq!(m.closes(r(role), "peer", "protocol_error"), 1);
+        m.assert_balanced(r(role));
+    }
+}
+
+/// A server that answers our Close but never closes the TCP connection: the client waits for
+/// that until its deadline, then closes the transport itself. Both Close frames were exchanged,
+/// so the end is `clean`, not `timeout` (docs/design.md, "The close task").
+async fn a_server_that_answers_but_keeps_the_connection_ends_clean_at_the_deadline<F: Flavor>() {
+    if !F::ROLES.contains(&Role::Client) {
+        return;
+    }
+    let (m, _g) = recorder::install();
+    let config = Config::new().with_close_timeout(DEADLINE).unwrap();
+    let (ws, mut raw) = F::with_raw(Role::Client, &config).await;
+    let handle = ws.handle();
+    let started = Instant::now();
+    handle.start_close(1000, "bye").unwrap();
+    let ours = raw
+        .read_frame_timeout(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("our Close frame");
+    assert_eq!(ours.close_code(), Some(1000));
+    raw.send_close(Some(1000), b"").await.unwrap();
+    let report = bounded(handle.closed()).await;
+    assert_eq!(
+        (report.outcome, report.cause),
+        (Outcome::Clean, Cause::App),
+        "{report:?}"
+    );
+    assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+    assert_at_deadline(started.elapsed(), DEADLINE, "client");
+    assert_eq!(m.closes("client", "app", "clean"), 1);
+    m.assert_balanced("client");
+    drop((ws, raw));
+}
+
 async fn invalid_close_codes_from_the_peer_fail_with_1002<F: Flavor>() {
     for &role in F::ROLES {
         for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
@@ -740,6 +811,8 @@ flavor_tests!(
     peer_reset_mid_close_is_peer_gone,
     peer_eof_without_close_is_transport_peer_gone,
     invalid_close_codes_from_the_peer_fail_with_1002,
+    a_protocol_error_ends_at_once_without_waiting_for_the_peer,
+    a_server_that_answers_but_keeps_the_connection_ends_clean_at_the_deadline,
     invalid_code_in_the_peers_reply_keeps_its_value,
     valid_peer_codes_are_counted_under_their_code,
     long_reason_is_cut_at_a_char_boundary,
