@@ -133,3 +133,35 @@ async fn redundant_close_is_logged_at_debug() {
     assert_eq!(redundant[0].level, Level::DEBUG);
     assert_eq!(redundant[0].field("state"), Some("closed"));
 }
+
+/// A connection wrapped and closed with no Tokio runtime anywhere (no runtime to run a close
+/// handshake on): the transport is dropped at once, the end is `internal_error`, and the close
+/// detail at DEBUG says why.
+#[test]
+fn a_close_outside_any_runtime_says_why_it_is_an_internal_error() {
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
+
+    let (logs, _guard) = logs::capture();
+    let (a, _b) = tokio::io::duplex(1024);
+    // Built on a runtime that is gone before the connection is wrapped.
+    let ws = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(WebSocketStream::from_raw_socket(a, TtRole::Server, None));
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let ws = wsclose::WebSocket::server(ws);
+    assert!(ws.handle().start_close(1000, "bye").unwrap());
+    let report = ws.report().expect("ended at once");
+    assert_eq!(
+        report.outcome,
+        wsclose::Outcome::InternalError,
+        "{report:?}"
+    );
+    let details = logs.with_message("close detail");
+    assert_eq!(
+        details.iter().map(|r| r.field("error")).collect::<Vec<_>>(),
+        [Some("closed outside a Tokio runtime")],
+        "{details:?}"
+    );
+}
