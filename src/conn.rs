@@ -1788,6 +1788,27 @@ mod tests {
         assert_eq!(report.expect("valid code").outcome, Outcome::Clean);
     }
 
+    /// Every public type says in `Debug` which connection it is (the id an operator finds in
+    /// the connection's span), and the connection and its handle in which state.
+    #[tokio::test]
+    async fn debug_output_names_the_connection() {
+        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
+        let (a, _b) = tokio::io::duplex(1024);
+        let ws = WebSocket::server(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None).await,
+        );
+        let id = ws.handle().id();
+        let state = format!("id: {id}, role: Server, state: Open");
+        assert_eq!(format!("{ws:?}"), format!("WebSocket {{ {state} }}"));
+        assert_eq!(
+            format!("{:?}", ws.handle()),
+            format!("Handle {{ {state} }}")
+        );
+        let (tx, rx) = ws.split();
+        assert_eq!(format!("{tx:?}"), format!("Sender {{ id: {id} }}"));
+        assert_eq!(format!("{rx:?}"), format!("Receiver {{ id: {id} }}"));
+    }
+
     /// A reader that was woken and has read leaves no waker behind: a close it begins next
     /// must not wake the very task that is closing (on a multi-thread runtime that is a yield
     /// and another worker woken per close).
