@@ -155,7 +155,7 @@ impl Plan {
             send_large: pick(20, 1_000, 2_000),
             close_samples: pick(20, 2_000, 5_000),
             storm_conns: pick(300, 10_000, 10_000),
-            storm_reps: pick(1, 3, 5),
+            storm_reps: pick(1, 5, 7),
             memory_conns: pick(300, 10_000, 10_000),
             memory_reps: pick(1, 3, 5),
             instr_closes: pick(50, 2_000, 4_000),
