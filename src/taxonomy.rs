@@ -219,7 +219,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expected_verdicts_follow_the_spec() {
+    fn expected_verdicts_follow_the_documented_taxonomy() {
         let expected: Vec<_> = Outcome::ALL.iter().filter(|o| o.is_expected()).collect();
         assert_eq!(
             expected,
