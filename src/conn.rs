@@ -1639,6 +1639,30 @@ impl<T: Transport> Stream for Receiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Both ends of a connection over an in-memory stream: (server, client).
+    async fn duplex_pair() -> (
+        tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>,
+        tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>,
+    ) {
+        let (a, b) = tokio::io::duplex(4096);
+        tokio::join!(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
+            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
+        )
+    }
 
     /// glibc serves allocations up to 1,032 bytes from a per-thread cache; larger ones take its
     /// general path (several hundred instructions more for the allocation and the free).
@@ -1665,12 +1689,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_closed_by_its_peer_is_freed() {
         use tokio_tungstenite::tungstenite::Message;
-        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
-        let (a, b) = tokio::io::duplex(4096);
-        let (mut server, client) = tokio::join!(
-            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
-            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
-        );
+        let (mut server, client) = duplex_pair().await;
         let mut ws = WebSocket::client(client);
         let conn = Arc::downgrade(ws.shared());
         server.send(Message::Close(None)).await.unwrap();
@@ -1695,23 +1714,9 @@ mod tests {
     /// multi-thread runtime possibly another worker woken, per close).
     #[tokio::test]
     async fn a_close_ended_by_its_caller_does_not_wake_the_caller_again() {
-        use std::sync::atomic::AtomicUsize;
-        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
-
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-
-        let (a, b) = tokio::io::duplex(4096);
-        let (mut server, client) = tokio::join!(
-            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
-            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
-        );
+        let (mut server, client) = duplex_pair().await;
         let ws = WebSocket::client(client);
-        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         let mut close = Box::pin(ws.close(1000, "bye"));
@@ -1742,24 +1747,10 @@ mod tests {
     /// wake-up, would never learn of the end.
     #[tokio::test]
     async fn a_second_close_dropped_leaves_the_first_a_way_to_the_end() {
-        use std::sync::atomic::AtomicUsize;
-        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
-
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-
-        let (a, b) = tokio::io::duplex(4096);
-        let (mut server, client) = tokio::join!(
-            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
-            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
-        );
+        let (mut server, client) = duplex_pair().await;
         let ws = WebSocket::client(client);
         let (first, second) = (ws.handle(), ws.handle());
-        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         let mut first = Box::pin(first.close(1000, "bye"));
@@ -1792,7 +1783,6 @@ mod tests {
     /// the connection's span), and the connection and its handle in which state.
     #[tokio::test]
     async fn debug_output_names_the_connection() {
-        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
         let (a, _b) = tokio::io::duplex(1024);
         let ws = WebSocket::server(
             tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None).await,
@@ -1814,24 +1804,11 @@ mod tests {
     /// and another worker woken per close).
     #[tokio::test]
     async fn a_completed_read_leaves_no_waker_for_the_close_to_wake() {
-        use std::sync::atomic::AtomicUsize;
         use tokio_tungstenite::tungstenite::Message;
-        use tokio_tungstenite::tungstenite::protocol::Role as TtRole;
 
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-
-        let (a, b) = tokio::io::duplex(4096);
-        let (server, mut client) = tokio::join!(
-            tokio_tungstenite::WebSocketStream::from_raw_socket(a, TtRole::Server, None),
-            tokio_tungstenite::WebSocketStream::from_raw_socket(b, TtRole::Client, None),
-        );
+        let (server, mut client) = duplex_pair().await;
         let mut ws = WebSocket::server(server);
-        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut ws).poll_next(&mut cx).is_pending());

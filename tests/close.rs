@@ -26,6 +26,15 @@ fn r(role: Role) -> &'static str {
     role.as_str()
 }
 
+/// The codes of the Close frames among `frames`, in order.
+fn close_codes(frames: &[support::raw::Frame]) -> Vec<Option<u16>> {
+    frames
+        .iter()
+        .filter(|f| f.is_close())
+        .map(|f| f.close_code())
+        .collect()
+}
+
 /// Reads a tokio-tungstenite peer to its end, returning the Close frame it saw.
 async fn drain_tt(peer: &mut support::pairs::Tt) -> Option<CloseFrame> {
     let mut close = None;
@@ -339,11 +348,7 @@ async fn a_protocol_error_ends_at_once_without_waiting_for_the_peer<F: Flavor>()
             .read_all_until_eof(Duration::from_secs(2))
             .await
             .unwrap();
-        let codes: Vec<_> = frames
-            .iter()
-            .filter(|f| f.is_close())
-            .map(|f| f.close_code())
-            .collect();
+        let codes = close_codes(&frames);
         assert_eq!(codes, [Some(1002)], "{role}");
         assert_eq!(m.closes(r(role), "peer", "protocol_error"), 1);
         m.assert_balanced(r(role));
@@ -419,11 +424,7 @@ async fn invalid_close_codes_from_the_peer_fail_with_1002<F: Flavor>() {
                     .await
                     .unwrap(),
             );
-            let codes: Vec<_> = frames
-                .iter()
-                .filter(|f| f.is_close())
-                .map(|f| f.close_code())
-                .collect();
+            let codes = close_codes(&frames);
             assert_eq!(codes, [Some(1002)], "{role} {code}");
             let rx = [
                 ("role", r(role)),
