@@ -1,6 +1,6 @@
 //! What the close logic needs from a WebSocket implementation.
 //!
-//! The close logic in `conn.rs` is written once against [`Transport`]; each supported library
+//! The close logic in `conn/` is written once against [`Transport`]; each supported library
 //! (tokio-tungstenite here, axum behind its feature) is one small impl of it.
 
 use std::any::Any;

@@ -1,0 +1,107 @@
+//! The wrapped connection: [`WebSocket`], its halves [`Sender`] and [`Receiver`], the
+//! cloneable [`Handle`], and the close that finishes every connection.
+//!
+//! While open, reads and writes poll the transport directly under the gate's lock (no task
+//! hop, no channel). The first party to begin the close takes the transport out of the gate
+//! and hands it to the close task, which alone flushes, sends the Close frame, reads until the
+//! peer's Close or EOF, shuts the transport down, and publishes the report. The taker polls it
+//! first; then the caller awaiting `close()`, or a task of its own, polls the rest.
+//!
+//! One concept per file, all around [`Shared`], the state every party of one connection holds:
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `socket.rs` | the public [`WebSocket`], [`Sender`], [`Receiver`]: wrapping, `Stream`/`Sink`, drop closes with 1001 |
+//! | `handle.rs` | [`Handle`] and the object-safe `Control` view it holds |
+//! | `io.rs` | reads and writes of the open connection, passed through to the transport |
+//! | `phase.rs` | the gate's phase value and the public [`State`](crate::State), one from the other |
+//! | `plan.rs` | how a close begins (`Plan`): ours, the peer's, a fatal error's, keepalive's |
+//! | `close.rs` | beginning a close, who polls it next (`Parked`), waiting for its end |
+//! | `closer.rs` | the close task: the handshake, the deadline, the outcome, the report |
+//! | `lifecycle.rs` | keepalive pings and the maximum lifetime |
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::Span;
+
+use crate::gate::Gate;
+use crate::{CloseReport, Config, Role, Transport};
+
+mod close;
+mod closer;
+mod handle;
+mod io;
+mod lifecycle;
+mod phase;
+mod plan;
+mod socket;
+#[cfg(test)]
+mod tests;
+
+pub use handle::Handle;
+pub use socket::{Receiver, Sender, WebSocket};
+
+use close::Parked;
+use io::WriteWakers;
+
+/// A Close frame to send: `None` is a Close frame without a status code.
+type OutFrame = Option<(u16, String)>;
+
+/// The transport while it is in the gate, with the count of messages accepted since the
+/// last confirmed flush (the ones that would be lost if the transport died now).
+struct Io<T> {
+    t: T,
+    pending: u64,
+    /// The application's reader, and its writer, left a waker in `Shared::reader` or in
+    /// `WriteWakers::app` on their last `Pending`. A poll that then completes takes it back:
+    /// a waker left behind would have `begin` wake the very task that is closing (a yield
+    /// and a cross-worker wake-up per close on a multi-thread runtime).
+    reader_waits: bool,
+    writer_waits: bool,
+}
+
+type Slot<'a, T> = MutexGuard<'a, Option<Io<T>>>;
+
+/// The part of a close that waits for the peer.
+type CloseTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// One connection, shared by every party that touches it: the application's halves, the
+/// handles, the close task, and the keepalive and lifetime task.
+struct Shared<T: Transport> {
+    gate: Gate<Io<T>, CloseReport>,
+    role: Role,
+    config: Config,
+    id: u64,
+    span: Span,
+    opened_at: Instant,
+    /// The runtime the connection was wrapped on: its close runs there, whichever thread
+    /// begins it (a `Handle` is `Send + Sync`; a close may come from any thread).
+    rt: Option<tokio::runtime::Handle>,
+    /// The application task waiting in `poll_next`.
+    reader: AtomicWaker,
+    /// The parties waiting for the socket to drain (see [`WriteWakers`]).
+    writers: Arc<WriteWakers>,
+    /// `writers` as the waker every write-side poll of the open transport is given.
+    write_waker: Waker,
+    /// `Handle::closed` waiters.
+    done: Notify,
+    /// A close polled once on the spot, until it is woken.
+    parked: Mutex<Parked>,
+    /// Ends the close task at once (a shutdown's grace period ran out), and the close task's
+    /// waker for it.
+    terminated: AtomicBool,
+    closer: AtomicWaker,
+    /// Pongs received (keepalive liveness), and their wake-up.
+    pongs: AtomicU64,
+    pong: Notify,
+    /// The transport's sink said it was ready after the last message written to it: the
+    /// application's next `poll_ready` can answer without taking the gate's lock. Written only
+    /// under the lock; see `Shared::poll_ready`.
+    sink_ready: AtomicBool,
+}
