@@ -13,9 +13,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 
 const here = dirname(fileURLToPath(import.meta.url));
+let ts;
+try {
+  ts = (await import('typescript')).default;
+} catch {
+  console.error(`generate.mjs: the typescript package is missing: run \`npm ci\` in ${relative(process.cwd(), here) || '.'} first`);
+  process.exit(1);
+}
 const sourcePath = resolve(here, 'dashboard.ts');
 const defaultOutput = resolve(here, '../wsclose.json');
 const fromCwd = (path) => relative(process.cwd(), path) || path;
