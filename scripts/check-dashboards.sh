@@ -153,12 +153,51 @@ check "the runbook link check catches a broken anchor" runbook_link_mutant
 npm_ci() { (cd "$TYPECHECK" && npm ci --no-audit --no-fund); }
 check "npm ci in $TYPECHECK" npm_ci
 
+# wsclose.json is generated from dashboard.ts: the committed file must be what it generates.
+# dashboard_generated FILE: regenerates the dashboard into a temporary file and compares.
+dashboard_generated() {
+  local committed=$1 generated=$work/wsclose.generated.json
+  node "$TYPECHECK/generate.mjs" "$generated" >/dev/null || return 1
+  if cmp -s "$committed" "$generated"; then
+    echo "$committed is what $TYPECHECK/dashboard.ts generates"
+    return 0
+  fi
+  diff -u --label "$committed" --label "generated" "$committed" "$generated" | head -n 30 || true
+  # Says where the two differ and how to regenerate (node dashboards/typecheck/generate.mjs).
+  node "$TYPECHECK/generate.mjs" --check "$committed"
+  return 1
+}
+check "$DASH/wsclose.json is generated from $TYPECHECK/dashboard.ts" dashboard_generated "$DASH/wsclose.json"
+
+# A hand edit of the JSON, in content or only in form, must fail the check above.
+hand_edit_caught() {
+  local what edit edited=$work/wsclose-hand-edited.json
+  for what in "a changed panel title" "the same content re-indented"; do
+    case $what in
+      a*) edit='d.panels[1].title += " (edited)"; return JSON.stringify(d, null, 2) + "\n";' ;;
+      *) edit='return JSON.stringify(d, null, 4) + "\n";' ;;
+    esac
+    node -e '
+      const fs = require("fs");
+      const [src, dst, edit] = process.argv.slice(1);
+      const d = JSON.parse(fs.readFileSync(src, "utf8"));
+      fs.writeFileSync(dst, new Function("d", edit)(d));
+    ' "$DASH/wsclose.json" "$edited" "$edit" || return 1
+    if dashboard_generated "$edited" >"$work/hand-edit.out" 2>&1; then
+      echo "the generated-dashboard check accepted $what"
+      return 1
+    fi
+    echo "caught ($what): $(grep -m1 'differs\|same content' "$work/hand-edit.out")"
+  done
+}
+check "the generated-dashboard check catches hand edits of $DASH/wsclose.json" hand_edit_caught
+
 tsc_bin=$TYPECHECK/node_modules/.bin/tsc
 typecheck() {
   node "$TYPECHECK/gen.mjs" "$DASH/wsclose.json" "$TYPECHECK/generated/wsclose.ts" || return 1
   "$tsc_bin" --noEmit -p "$TYPECHECK"
 }
-check "tsc: $DASH/wsclose.json against @grafana/schema types" typecheck
+check "tsc: $TYPECHECK/dashboard.ts and $DASH/wsclose.json against @grafana/schema types" typecheck
 
 # Copies the type-check project next to a malformed dashboard and expects tsc to reject it.
 # $1: what is wrong, $2: JavaScript that breaks `d` (the parsed dashboard)

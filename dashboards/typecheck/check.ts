@@ -15,6 +15,8 @@
 // @grafana/schema and the per-panel option types Grafana publishes for the timeseries, heatmap
 // and stat panels. The Prometheus query fields are not published in @grafana/schema; they are
 // modelled here after Grafana's Prometheus data source (`PrometheusQuery`).
+//
+// dashboard.ts, the source wsclose.json is generated from, is typed with the same types.
 
 import type { DataQuery, Dashboard, FieldConfigSource, Panel, RowPanel } from '@grafana/schema';
 import type * as Heatmap from '@grafana/schema/dist/esm/raw/composable/heatmap/panelcfg/x/HeatmapPanelCfg_types.gen';

@@ -1,5 +1,6 @@
 // Writes generated/wsclose.ts: the dashboard JSON as a TypeScript object literal typed as
 // StrictDashboardFile (see check.ts), so tsc checks string values and unknown keys as well.
+// (generate.mjs goes the other way: it writes wsclose.json from its source, dashboard.ts.)
 //
 // usage: node gen.mjs [dashboard.json] [output.ts]
 // defaults: ../wsclose.json and generated/wsclose.ts, both relative to this file.
