@@ -56,7 +56,7 @@
 //! | `websocket_messages_dropped_total` | counter | `role` |
 //!
 //! Every label value comes from a fixed list ([`Outcome::as_str`], [`Cause::as_str`],
-//! [`code_label`]); a peer's close reason is never a label. See `docs/metrics.md`.
+//! [`code_label`]); a peer's close reason is never a label. See [`guide::metrics`].
 //!
 //! # Server lifecycle
 //!
@@ -74,7 +74,13 @@
 //! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
 //!   `Meter` (semantic-convention names, units, attributes, the same buckets), alone or next to
 //!   the `metrics` facade; spans export through `tracing-opentelemetry`. See
-//!   `docs/opentelemetry.md`.
+//!   [`guide::opentelemetry`].
+//!
+//! # Guides
+//!
+//! The repository's `docs/` pages are in [`guide`]: the metrics and how to read them, the
+//! alert runbook, fleet operations, OpenTelemetry, the design, performance against raw
+//! tokio-tungstenite, security notes and testing.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod classify;
@@ -101,6 +107,8 @@ pub mod otel;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+
+pub mod guide;
 
 pub use code::{CODE_LABELS, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason};
 pub use config::Config;
