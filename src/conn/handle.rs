@@ -2,13 +2,11 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-
-use crate::code::{MAX_REASON_BYTES, truncate_utf8};
-use crate::{Cause, CloseReport, Error, Role, State, Transport};
-
 use std::sync::atomic::Ordering;
 
+use crate::code::{MAX_REASON_BYTES, truncate_utf8};
 use crate::gate::OPEN;
+use crate::{Cause, CloseReport, Error, Role, State, Transport};
 
 use super::plan::{Plan, validate};
 use super::{OutFrame, Shared};

@@ -7,11 +7,12 @@
 //! peer's Close or EOF, shuts the transport down, and publishes the report. The taker polls it
 //! first; then the caller awaiting `close()`, or a task of its own, polls the rest.
 //!
-//! One concept per file, all around [`Shared`], the state every party of one connection holds:
+//! One concept per file, all around [`Shared`] (here, with [`Shared::open`], which wraps a
+//! connection), the state every party of one connection holds:
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `socket.rs` | the public [`WebSocket`], [`Sender`], [`Receiver`]: wrapping, `Stream`/`Sink`, drop closes with 1001 |
+//! | `socket.rs` | the public [`WebSocket`], [`Sender`], [`Receiver`]: `Stream`/`Sink`, drop closes with 1001 |
 //! | `handle.rs` | [`Handle`] and the object-safe `Control` view it holds |
 //! | `io.rs` | reads and writes of the open connection, passed through to the transport |
 //! | `phase.rs` | the gate's phase value and the public [`State`](crate::State), one from the other |
@@ -21,17 +22,17 @@
 //! | `lifecycle.rs` | keepalive pings and the maximum lifetime |
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use crate::gate::Gate;
-use crate::{CloseReport, Config, Role, Transport};
+use crate::{Cause, CloseReport, Config, Role, Transport, deadline, telemetry};
 
 mod close;
 mod closer;
@@ -49,6 +50,8 @@ pub use socket::{Receiver, Sender, WebSocket};
 
 use close::Parked;
 use io::WriteWakers;
+use lifecycle::jittered;
+use plan::Plan;
 
 /// A Close frame to send: `None` is a Close frame without a status code.
 type OutFrame = Option<(u16, String)>;
@@ -104,4 +107,70 @@ struct Shared<T: Transport> {
     /// application's next `poll_ready` can answer without taking the gate's lock. Written only
     /// under the lock; see `Shared::poll_ready`.
     sink_ready: AtomicBool,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl<T: Transport> Shared<T> {
+    /// Wraps an established connection: its span, its series, its registry entry (closed at
+    /// once when the registry is draining), and its keepalive and lifetime task.
+    fn open(ws: T, role: Role, config: Config) -> Arc<Self> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!(
+            target: "wsclose",
+            "websocket",
+            conn_id = id,
+            role = role.as_str(),
+            peer = tracing::field::Empty,
+        );
+        if let Some(peer) = config.peer_addr {
+            span.record("peer", tracing::field::display(peer));
+        }
+        telemetry::on_open(role);
+        let writers = Arc::new(WriteWakers::default());
+        let write_waker = Waker::from(writers.clone());
+        let shared = Arc::new(Shared {
+            write_waker,
+            gate: Gate::new(Io {
+                t: ws,
+                pending: 0,
+                reader_waits: false,
+                writer_waits: false,
+            }),
+            role,
+            config,
+            id,
+            span,
+            opened_at: Instant::now(),
+            rt: tokio::runtime::Handle::try_current().ok(),
+            reader: AtomicWaker::new(),
+            writers,
+            done: Notify::new(),
+            parked: std::sync::Mutex::default(),
+            terminated: AtomicBool::new(false),
+            closer: AtomicWaker::new(),
+            pongs: AtomicU64::new(0),
+            pong: Notify::new(),
+            sink_ready: AtomicBool::new(false),
+        });
+        let config = &shared.config;
+        if let Some(registry) = &config.registry {
+            if let Some(code) = registry.insert(Handle::new(shared.clone())) {
+                // Wrapped during a drain: close at once, like every other connection.
+                let frame = Some((code, "server shutting down".to_owned()));
+                shared.begin(&mut shared.gate.lock(), Plan::close(Cause::Shutdown, frame));
+            }
+        }
+        let lifetime = config
+            .max_lifetime
+            .map(|(max, jitter)| jittered(max, jitter, id));
+        if config.keepalive.is_some() || lifetime.is_some() {
+            // Without a timer (logged once at WARN) there is no keepalive and no lifetime.
+            if let Some(rt) = shared.rt.as_ref().filter(|rt| deadline::has_timer(rt)) {
+                let task = shared.clone().lifecycle(config.keepalive, lifetime);
+                rt.spawn(task.instrument(shared.span.clone()));
+            }
+        }
+        shared
+    }
 }

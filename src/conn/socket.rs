@@ -2,25 +2,15 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
-use tokio::sync::Notify;
-use tokio::time::Instant;
-use tracing::Instrument;
 
-use crate::gate::Gate;
-use crate::{Cause, CloseReport, Config, Error, Role, State, Transport, deadline, telemetry};
+use crate::{Cause, CloseReport, Config, Error, Role, State, Transport};
 
+use super::Shared;
 use super::handle::Handle;
-use super::io::WriteWakers;
-use super::lifecycle::jittered;
 use super::plan::{Plan, validate};
-use super::{Io, Shared};
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Ends the connection with `1001 going away` when the last application handle
 /// ([`WebSocket`], [`Sender`], [`Receiver`]) is dropped without a close.
@@ -96,62 +86,7 @@ impl<T: Transport> WebSocket<T> {
     }
 
     pub(crate) fn with_config(ws: T, role: Role, config: Config) -> Self {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::debug_span!(
-            target: "wsclose",
-            "websocket",
-            conn_id = id,
-            role = role.as_str(),
-            peer = tracing::field::Empty,
-        );
-        if let Some(peer) = config.peer_addr {
-            span.record("peer", tracing::field::display(peer));
-        }
-        telemetry::on_open(role);
-        let writers = Arc::new(WriteWakers::default());
-        let write_waker = Waker::from(writers.clone());
-        let shared = Arc::new(Shared {
-            write_waker,
-            gate: Gate::new(Io {
-                t: ws,
-                pending: 0,
-                reader_waits: false,
-                writer_waits: false,
-            }),
-            role,
-            config,
-            id,
-            span,
-            opened_at: Instant::now(),
-            rt: tokio::runtime::Handle::try_current().ok(),
-            reader: AtomicWaker::new(),
-            writers,
-            done: Notify::new(),
-            parked: std::sync::Mutex::default(),
-            terminated: AtomicBool::new(false),
-            closer: AtomicWaker::new(),
-            pongs: AtomicU64::new(0),
-            pong: Notify::new(),
-            sink_ready: AtomicBool::new(false),
-        });
-        let config = &shared.config;
-        if let Some(registry) = &config.registry {
-            if let Some(code) = registry.insert(Handle::new(shared.clone())) {
-                // Wrapped during a drain: close at once, like every other connection.
-                let frame = Some((code, "server shutting down".to_owned()));
-                shared.begin(&mut shared.gate.lock(), Plan::close(Cause::Shutdown, frame));
-            }
-        }
-        let lifetime = config
-            .max_lifetime
-            .map(|(max, jitter)| jittered(max, jitter, id));
-        if config.keepalive.is_some() || lifetime.is_some() {
-            // Without a timer (logged once at WARN) there is no keepalive and no lifetime.
-            if let Some(rt) = shared.rt.as_ref().filter(|rt| deadline::has_timer(rt)) {
-                let task = shared.clone().lifecycle(config.keepalive, lifetime);
-                rt.spawn(task.instrument(shared.span.clone()));
-            }
-        }
+        let shared = Shared::open(ws, role, config);
         WebSocket {
             owner: Arc::new(Owner(shared)),
             close_requested: false,
