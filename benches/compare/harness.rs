@@ -3,6 +3,8 @@
 //! rows run on.
 
 use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
@@ -240,18 +242,20 @@ pub(crate) fn percentile(v: &[f64], p: f64) -> f64 {
 // A/B interleaving
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `raw` and `wsclose` `reps` times each, alternating which goes first (A B, B A, …) so
-/// that drift and warm-up hit both equally. Returns the samples of each, in order.
-pub(crate) async fn interleave<A, B, FA, FB>(
+/// Runs `raw` and `ws` `reps` times each, alternating which goes first (A B, B A, …) so that
+/// drift and warm-up hit both equally. Returns the samples of each, in order. Every raw/wsclose
+/// (or without/with) comparison of the bench alternates through here, or through
+/// [`interleave_blocking`] when its measurements block the thread.
+pub(crate) async fn interleave<T, A, B, FA, FB>(
     reps: usize,
     mut raw: A,
     mut ws: B,
-) -> (Vec<f64>, Vec<f64>)
+) -> (Vec<T>, Vec<T>)
 where
     A: FnMut() -> FA,
     B: FnMut() -> FB,
-    FA: Future<Output = f64>,
-    FB: Future<Output = f64>,
+    FA: Future<Output = T>,
+    FB: Future<Output = T>,
 {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for i in 0..reps {
@@ -264,6 +268,26 @@ where
         }
     }
     (a, b)
+}
+
+/// [`interleave`] for measurements that run outside any runtime and block this thread until
+/// they have their value (a child process, or a `block_on` of their own), in the same order.
+/// Each repetition's future is ready as soon as it is made, so the whole interleaving completes
+/// in one poll, with no runtime and a waker that is never used.
+pub(crate) fn interleave_blocking<T>(
+    reps: usize,
+    mut raw: impl FnMut() -> T,
+    mut ws: impl FnMut() -> T,
+) -> (Vec<T>, Vec<T>) {
+    let all = pin!(interleave(
+        reps,
+        || std::future::ready(raw()),
+        || std::future::ready(ws())
+    ));
+    match all.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(samples) => samples,
+        Poll::Pending => unreachable!("every repetition is ready at once"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 //! not drown a difference of a few hundred nanoseconds. The batches are shared with the
 //! OpenTelemetry rows ([`crate::otel`]).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role as TtRole, WebSocketConfig};
 use wsclose::WebSocket;
 
-use crate::harness::{Clock, Plan, Row, Timer, median};
+use crate::harness::{Clock, Plan, Row, Timer, interleave_blocking, median};
 use crate::net::read_to_end;
 use crate::throughput::one_way;
 
@@ -118,18 +119,11 @@ pub(crate) fn bench_instrumentation(rt: &Runtime, plan: &Plan, rows: &mut Vec<Ro
             // Warm-up: registers every series once, as a long-running server would have.
             with_recorder(rt, rec, lifecycle_batch(50));
             with_recorder(rt, None, lifecycle_batch(50));
-            let (mut off, mut on) = (Vec::new(), Vec::new());
-            for i in 0..plan.instr_reps {
-                for with in if i % 2 == 0 {
-                    [false, true]
-                } else {
-                    [true, false]
-                } {
-                    let r = if with { rec } else { None };
-                    let v = with_recorder(rt, r, lifecycle_batch(plan.instr_closes));
-                    if with { on.push(v) } else { off.push(v) }
-                }
-            }
+            let (off, on) = interleave_blocking(
+                plan.instr_reps,
+                || with_recorder(rt, None, lifecycle_batch(plan.instr_closes)),
+                || with_recorder(rt, rec, lifecycle_batch(plan.instr_closes)),
+            );
             let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
             let (a, b) = (median(&off), median(&on));
             rows.push(Row {
@@ -147,32 +141,21 @@ pub(crate) fn bench_instrumentation(rt: &Runtime, plan: &Plan, rows: &mut Vec<Ro
         }
         let name = format!("instr_{}_per_message", backend.name());
         if plan.wants(&name) {
-            let mut pair = rt.block_on(async {
+            let pair = rt.block_on(async {
                 let (s, c) = mem_pair().await;
                 (WebSocket::server(s), WebSocket::client(c))
             });
-            with_recorder(
-                rt,
-                rec,
-                message_batch(&mut pair, plan.instr_messages / 10 + 1),
+            // Both sides' batches use the one pair, lent out per batch (outside the timed
+            // stretch).
+            let pair = RefCell::new(pair);
+            let batch = |rec, n| with_recorder(rt, rec, message_batch(&mut pair.borrow_mut(), n));
+            batch(rec, plan.instr_messages / 10 + 1);
+            batch(None, plan.instr_messages / 10 + 1);
+            let (off, on) = interleave_blocking(
+                plan.instr_reps,
+                || batch(None, plan.instr_messages),
+                || batch(rec, plan.instr_messages),
             );
-            with_recorder(
-                rt,
-                None,
-                message_batch(&mut pair, plan.instr_messages / 10 + 1),
-            );
-            let (mut off, mut on) = (Vec::new(), Vec::new());
-            for i in 0..plan.instr_reps {
-                for with in if i % 2 == 0 {
-                    [false, true]
-                } else {
-                    [true, false]
-                } {
-                    let r = if with { rec } else { None };
-                    let v = with_recorder(rt, r, message_batch(&mut pair, plan.instr_messages));
-                    if with { on.push(v) } else { off.push(v) }
-                }
-            }
             let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
             let (a, b) = (median(&off), median(&on));
             rows.push(Row {

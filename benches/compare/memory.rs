@@ -7,7 +7,7 @@ use std::time::Duration;
 use wsclose::WebSocket;
 
 use crate::child;
-use crate::harness::{Plan, Row, current_thread, median};
+use crate::harness::{Plan, Row, current_thread, interleave_blocking, median};
 use crate::net::{accept_n, listener, pairs, raise_fd_limit, read_to_end, rss_bytes};
 
 /// In a child process: RSS growth for `conns` idle server-side connections, each with a task
@@ -73,22 +73,11 @@ pub(crate) fn bench_memory(plan: &Plan, rows: &mut Vec<Row>) {
         return;
     }
     let conns = raise_fd_limit(plan.memory_conns);
-    let (mut raw, mut ws) = (Vec::new(), Vec::new());
-    for i in 0..plan.memory_reps {
-        let order = if i % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for wrapped in order {
-            let per_conn = spawn_memory_child(conns, wrapped) / conns as f64;
-            if wrapped {
-                ws.push(per_conn);
-            } else {
-                raw.push(per_conn);
-            }
-        }
-    }
+    let (raw, ws) = interleave_blocking(
+        plan.memory_reps,
+        || spawn_memory_child(conns, false) / conns as f64,
+        || spawn_memory_child(conns, true) / conns as f64,
+    );
     let (r, w) = (median(&raw), median(&ws));
     rows.push(Row {
         name: "memory_idle_conn".into(),

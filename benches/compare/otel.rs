@@ -11,7 +11,7 @@ use wsclose::WebSocket;
 #[cfg(feature = "otel")]
 use crate::child;
 #[cfg(feature = "otel")]
-use crate::harness::{Mode, current_thread, median};
+use crate::harness::{Mode, current_thread, interleave_blocking, median};
 use crate::harness::{Plan, Row};
 #[cfg(feature = "otel")]
 use crate::instrumentation::{lifecycle_batch, mem_pair, message_batch};
@@ -62,7 +62,7 @@ pub(crate) fn otel_child(plan: &Plan, control: bool) {
 /// second block of a process is a little slower even with nothing installed (100–300 ns per
 /// close here: the allocator and the runtime have grown), so control children run the same two
 /// blocks without installing, and their difference is subtracted. Otel and control children
-/// alternate, `storm_reps` of each.
+/// alternate (A B, B A, …), `storm_reps` of each.
 #[cfg(feature = "otel")]
 pub(crate) fn bench_otel(plan: &Plan, rows: &mut Vec<Row>) {
     let wants_close = plan.wants("instr_otel_per_close");
@@ -96,11 +96,8 @@ pub(crate) fn bench_otel(plan: &Plan, rows: &mut Vec<Row>) {
             ),
         }
     };
-    let (mut otel, mut control) = (Vec::new(), Vec::new());
-    for _ in 0..plan.storm_reps {
-        otel.push(run_child(false));
-        control.push(run_child(true));
-    }
+    let (otel, control) =
+        interleave_blocking(plan.storm_reps, || run_child(false), || run_child(true));
     // Columns: closes without, with (0, 1); messages without, with (2, 3).
     let second_minus_first = |runs: &[[f64; 4]], off: usize| -> f64 {
         median(&runs.iter().map(|r| r[off + 1] - r[off]).collect::<Vec<_>>())
