@@ -21,46 +21,25 @@ use crate::throughput::one_way;
 
 type Mem = WebSocketStream<DuplexStream>;
 
-/// The `metrics` recorders compared against "no recorder" (set per batch as the thread's
-/// local recorder, so "with" and "without" interleave). OpenTelemetry is installed for the
-/// rest of a process and cannot be switched off again: it is measured in a child process of
-/// its own, see [`crate::otel`].
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Prometheus,
-}
-
-const BACKENDS: [Backend; 1] = [Backend::Prometheus];
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Prometheus => "prometheus",
-        }
-    }
-
-    /// A `metrics` recorder configured as the crate's `prometheus::builder()` configures it
-    /// (same histogram buckets), built from the dev-dependency so the bench does not need the
-    /// `prometheus` feature.
-    fn recorder(self) -> Box<dyn metrics::Recorder> {
-        match self {
-            Backend::Prometheus => {
-                use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-                let b = PrometheusBuilder::new()
-                    .set_buckets_for_metric(
-                        Matcher::Full(wsclose::names::CLOSE_DURATION.into()),
-                        wsclose::CLOSE_DURATION_BUCKETS,
-                    )
-                    .expect("buckets")
-                    .set_buckets_for_metric(
-                        Matcher::Full(wsclose::names::CONNECTION_DURATION.into()),
-                        wsclose::CONNECTION_DURATION_BUCKETS,
-                    )
-                    .expect("buckets");
-                Box::new(b.build_recorder())
-            }
-        }
-    }
+/// A `metrics` recorder configured as the crate's `prometheus::builder()` configures it (same
+/// histogram buckets), built from the dev-dependency so the bench does not need the
+/// `prometheus` feature. It is set per batch as the thread's local recorder, so that "with" and
+/// "without" interleave. OpenTelemetry is installed for the rest of a process and cannot be
+/// switched off again: it is measured in child processes of its own, see [`crate::otel`].
+fn prometheus_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(wsclose::names::CLOSE_DURATION.into()),
+            wsclose::CLOSE_DURATION_BUCKETS,
+        )
+        .expect("buckets")
+        .set_buckets_for_metric(
+            Matcher::Full(wsclose::names::CONNECTION_DURATION.into()),
+            wsclose::CONNECTION_DURATION_BUCKETS,
+        )
+        .expect("buckets")
+        .build_recorder()
 }
 
 pub(crate) async fn mem_pair() -> (Mem, Mem) {
@@ -111,67 +90,64 @@ fn with_recorder<T>(
 }
 
 pub(crate) fn bench_instrumentation(rt: &Runtime, plan: &Plan, rows: &mut Vec<Row>) {
-    for backend in BACKENDS {
-        let rec = backend.recorder();
-        let rec = Some(&*rec);
-        let name = format!("instr_{}_per_close", backend.name());
-        if plan.wants(&name) {
-            // Warm-up: registers every series once, as a long-running server would have.
-            with_recorder(rt, rec, lifecycle_batch(50));
-            with_recorder(rt, None, lifecycle_batch(50));
-            let (off, on) = interleave_blocking(
-                plan.instr_reps,
-                || with_recorder(rt, None, lifecycle_batch(plan.instr_closes)),
-                || with_recorder(rt, rec, lifecycle_batch(plan.instr_closes)),
-            );
-            let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
-            let (a, b) = (median(&off), median(&on));
-            rows.push(Row {
-                name,
-                raw: a,
-                wsclose: b,
-                unit: "ns",
-                cost_ratio: b / a,
-                extra: vec![("per_close_ns", format!("{:.0}", median(&diffs)))],
-                note: format!(
-                    "open+close+end per conn over an in-memory duplex; {} x {} conns",
-                    plan.instr_reps, plan.instr_closes
-                ),
-            });
-        }
-        let name = format!("instr_{}_per_message", backend.name());
-        if plan.wants(&name) {
-            let pair = rt.block_on(async {
-                let (s, c) = mem_pair().await;
-                (WebSocket::server(s), WebSocket::client(c))
-            });
-            // Both sides' batches use the one pair, lent out per batch (outside the timed
-            // stretch).
-            let pair = RefCell::new(pair);
-            let batch = |rec, n| with_recorder(rt, rec, message_batch(&mut pair.borrow_mut(), n));
-            batch(rec, plan.instr_messages / 10 + 1);
-            batch(None, plan.instr_messages / 10 + 1);
-            let (off, on) = interleave_blocking(
-                plan.instr_reps,
-                || batch(None, plan.instr_messages),
-                || batch(rec, plan.instr_messages),
-            );
-            let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
-            let (a, b) = (median(&off), median(&on));
-            rows.push(Row {
-                name,
-                raw: a,
-                wsclose: b,
-                unit: "ns",
-                cost_ratio: b / a,
-                extra: vec![("per_message_ns", format!("{:.0}", median(&diffs)))],
-                note: format!(
-                    "16 B one way, both ends wrapped, in-memory duplex; {} x {} msgs",
-                    plan.instr_reps, plan.instr_messages
-                ),
-            });
-            drop(pair);
-            rt.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
-        }
+    let rec = prometheus_recorder();
+    let rec: Option<&dyn metrics::Recorder> = Some(&rec);
+    let name = "instr_prometheus_per_close";
+    if plan.wants(name) {
+        // Warm-up: registers every series once, as a long-running server would have.
+        with_recorder(rt, rec, lifecycle_batch(50));
+        with_recorder(rt, None, lifecycle_batch(50));
+        let (off, on) = interleave_blocking(
+            plan.instr_reps,
+            || with_recorder(rt, None, lifecycle_batch(plan.instr_closes)),
+            || with_recorder(rt, rec, lifecycle_batch(plan.instr_closes)),
+        );
+        let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
+        let (a, b) = (median(&off), median(&on));
+        rows.push(Row {
+            name: name.into(),
+            raw: a,
+            wsclose: b,
+            unit: "ns",
+            cost_ratio: b / a,
+            extra: vec![("per_close_ns", format!("{:.0}", median(&diffs)))],
+            note: format!(
+                "open+close+end per conn over an in-memory duplex; {} x {} conns",
+                plan.instr_reps, plan.instr_closes
+            ),
+        });
+    }
+    let name = "instr_prometheus_per_message";
+    if plan.wants(name) {
+        let pair = rt.block_on(async {
+            let (s, c) = mem_pair().await;
+            (WebSocket::server(s), WebSocket::client(c))
+        });
+        // Both sides' batches use the one pair, lent out per batch (outside the timed stretch).
+        let pair = RefCell::new(pair);
+        let batch = |rec, n| with_recorder(rt, rec, message_batch(&mut pair.borrow_mut(), n));
+        batch(rec, plan.instr_messages / 10 + 1);
+        batch(None, plan.instr_messages / 10 + 1);
+        let (off, on) = interleave_blocking(
+            plan.instr_reps,
+            || batch(None, plan.instr_messages),
+            || batch(rec, plan.instr_messages),
+        );
+        let diffs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a - b).collect();
+        let (a, b) = (median(&off), median(&on));
+        rows.push(Row {
+            name: name.into(),
+            raw: a,
+            wsclose: b,
+            unit: "ns",
+            cost_ratio: b / a,
+            extra: vec![("per_message_ns", format!("{:.0}", median(&diffs)))],
+            note: format!(
+                "16 B one way, both ends wrapped, in-memory duplex; {} x {} msgs",
+                plan.instr_reps, plan.instr_messages
+            ),
+        });
+        drop(pair);
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
     }
 }
