@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Keeps benches/compare.rs from rotting: builds it and runs it in its reduced mode
+# Keeps benches/compare/ from rotting: builds it and runs it in its reduced mode
 # (WSCLOSE_BENCH_SMOKE=1: a few hundred connections, tiny iteration counts, no criterion
 # section), then checks that every expected `compare` line is printed exactly once and is
 # well-formed. It checks the harness, not the speed: smoke numbers are meaningless. It builds
