@@ -5,8 +5,8 @@
 #
 # - server role: `wstest -m fuzzingclient` against the wsclose echo server
 #   (examples/echo_server.rs) and against a plain tokio-tungstenite echo server
-#   (examples/autobahn_raw.rs);
-# - client role: `wstest -m fuzzingserver` against examples/autobahn_client.rs, once wrapped by
+#   (tests/autobahn/raw.rs);
+# - client role: `wstest -m fuzzingserver` against tests/autobahn/client.rs, once wrapped by
 #   wsclose and once with `--raw`.
 # All cases except compression (12.*, 13.*). wstest exits 0 even when cases fail, so this script
 # reads every index.json itself and fails when a case behaves worse than
