@@ -348,7 +348,7 @@ impl<T: Transport> Shared<T> {
         };
         self.reader.wake();
         self.write_waker.wake_by_ref();
-        let closer = Closer::new(self.clone(), plan, io.pending);
+        let mut closer = Closer::new(self.clone(), plan, io.pending);
         let deadline = closer.deadline;
         let current = tokio::runtime::Handle::try_current();
         let Some(rt) = self.rt.as_ref().or(current.as_ref().ok()) else {
@@ -359,6 +359,7 @@ impl<T: Transport> Shared<T> {
             return true;
         };
         let span = telemetry::close_span(&self.span);
+        closer.close_span = (!span.is_disabled()).then(|| span.clone());
         let run = closer.run(io);
         // A disabled span (no subscriber wants it) would only be entered and left on every poll.
         let mut task: CloseTask = if span.is_disabled() {
@@ -691,13 +692,22 @@ impl<T: Transport> Shared<T> {
         }
     }
 
-    fn finish(&self, report: CloseReport, state_before: State, close_attempted: bool) {
+    fn finish(
+        &self,
+        report: CloseReport,
+        state_before: State,
+        close_attempted: bool,
+        error: Option<&str>,
+        close_span: Option<&Span>,
+    ) {
         telemetry::on_end(&telemetry::End {
             role: self.role,
             report: &report,
             state_before,
             close_attempted,
             span: &self.span,
+            close_span,
+            error,
         });
         self.gate.finish(report);
         // The close task's waker for terminate: after a poll on the spot it is this connection
@@ -956,6 +966,8 @@ struct Closer<T: Transport> {
     preset: Option<Outcome>,
     error: Option<String>,
     finished: bool,
+    /// The span the close task runs in, when it is enabled (set by `begin`).
+    close_span: Option<Span>,
     /// What is left to do of the plan (taken as it is done).
     reply: Option<CloseCode>,
     send: Option<OutFrame>,
@@ -994,6 +1006,7 @@ impl<T: Transport> Closer<T> {
             preset,
             error,
             finished: false,
+            close_span: None,
             reply: plan.reply,
             send: plan.send,
             drain: plan.drain,
@@ -1170,11 +1183,13 @@ impl<T: Transport> Closer<T> {
         } else {
             State::Open
         };
-        if let Some(error) = &self.error {
-            tracing::debug!(target: "wsclose", parent: &self.shared.span, error = %error, "close detail");
-        }
-        self.shared
-            .finish(report, state_before, self.close_attempted);
+        self.shared.finish(
+            report,
+            state_before,
+            self.close_attempted,
+            self.error.as_deref(),
+            self.close_span.as_ref(),
+        );
     }
 }
 

@@ -74,16 +74,26 @@ pub(crate) fn on_open(role: Role) {
     );
 }
 
-/// Everything known about an end, for metrics and the end event.
+/// Everything known about an end, for metrics, the close span and the end events.
 pub(crate) struct End<'a> {
     pub(crate) role: Role,
     pub(crate) report: &'a CloseReport,
     pub(crate) state_before: State,
     pub(crate) close_attempted: bool,
+    /// The connection's span: the parent of the end events.
     pub(crate) span: &'a Span,
+    /// The close task's span ([`close_span`]), when the end was decided by a close task; the
+    /// end's attributes are recorded on it.
+    pub(crate) close_span: Option<&'a Span>,
+    /// Why the end is not clean, in words (a transport error, a protocol violation), logged at
+    /// DEBUG as the close detail.
+    pub(crate) error: Option<&'a str>,
 }
 
 pub(crate) fn on_end(end: &End<'_>) {
+    if let Some(error) = end.error {
+        tracing::debug!(target: "wsclose", parent: end.span, error = %error, "close detail");
+    }
     let r = end.report;
     let role = end.role.index();
     let outcome = r.outcome;
@@ -131,7 +141,9 @@ pub(crate) fn on_end(end: &End<'_>) {
     ];
     Backends::get().apply(updates.iter().flatten().copied());
 
-    record_close_span(r);
+    if let Some(span) = end.close_span {
+        record_close_span(span, r);
+    }
     let outcome = outcome.as_str();
     let code_sent = r.code_sent.map(CloseCode::as_str);
     let code_received = r.code_received.map(CloseCode::as_str);
@@ -201,19 +213,9 @@ pub(crate) fn close_span(connection: &Span) -> Span {
     )
 }
 
-/// Records the end on the close span. When that span is enabled, `on_end` runs inside the close
-/// task (or in its drop, which `Instrumented` also enters), so the current span is this
-/// connection's close span; an end decided without a close task (no runtime), or with the close
-/// span disabled, has none, and nothing is recorded.
-fn record_close_span(r: &CloseReport) {
-    if !tracing::dispatcher::has_been_set() {
-        return; // no subscriber, so no span to record on (and `Span::current` is not free)
-    }
-    let span = Span::current();
-    if !span
-        .metadata()
-        .is_some_and(|m| m.name() == CLOSE_SPAN && m.target() == "wsclose")
-    {
+/// Records the end on the close span (a no-op when the span is disabled).
+fn record_close_span(span: &Span, r: &CloseReport) {
+    if span.is_disabled() {
         return;
     }
     span.record("websocket.close.cause", r.cause.as_str());
@@ -235,4 +237,40 @@ fn record_close_span(r: &CloseReport) {
     if !r.outcome.is_expected() {
         span.record("otel.status_code", "error");
     }
+}
+
+/// A [`Registry::shutdown`](crate::Registry::shutdown) has ended; `report` is its
+/// `ShutdownReport`.
+pub(crate) fn on_shutdown_complete(report: &dyn std::fmt::Display) {
+    tracing::info!(target: "wsclose", report = %report, "shutdown complete");
+}
+
+/// [`Registry::graceful`](crate::Registry::graceful) was given a code the protocol forbids.
+pub(crate) fn on_invalid_shutdown_code(error: &crate::Error) {
+    tracing::warn!(target: "wsclose", error = %error, "invalid shutdown code; using 1001");
+}
+
+/// A signal [`shutdown_signal`](crate::shutdown_signal) listens for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Signal {
+    CtrlC,
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Terminate,
+}
+
+/// A signal handler could not be installed; that signal is ignored.
+pub(crate) fn on_signal_unavailable(signal: Signal, error: &std::io::Error) {
+    match signal {
+        Signal::CtrlC => {
+            tracing::warn!(target: "wsclose", error = %error, "cannot listen for Ctrl-C")
+        }
+        Signal::Terminate => {
+            tracing::warn!(target: "wsclose", error = %error, "cannot listen for SIGTERM")
+        }
+    }
+}
+
+/// Closes on a runtime without a timer cannot be bounded (logged once per process).
+pub(crate) fn on_runtime_without_timers(why: &str) {
+    tracing::warn!(target: "wsclose", "{}", why);
 }
