@@ -247,7 +247,6 @@ impl Instrument {
     }
 
     /// The label slots of series number `series` (the inverse of [`Update::series`]).
-    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
     pub(crate) fn slots(&self, mut series: usize) -> Slots {
         let mut slots = [0; MAX_LABELS];
         for (i, label) in self.labels.iter().enumerate().rev() {
@@ -466,15 +465,6 @@ impl Update {
             .fold(0, |n, (label, slot)| {
                 n * label.cardinality() + usize::from(slot)
             })
-    }
-
-    /// `(label, value)` pairs, in the instrument's order.
-    pub(crate) fn labels(&self) -> impl Iterator<Item = (Label, &'static str)> + '_ {
-        self.instrument
-            .labels
-            .iter()
-            .zip(self.slots)
-            .map(|(label, slot)| (*label, label.value(usize::from(slot))))
     }
 }
 
