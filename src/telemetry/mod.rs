@@ -14,6 +14,8 @@ use tracing::{Level, Span};
 
 use crate::{CloseCode, CloseReport, Outcome, Role, State};
 
+#[cfg(test)]
+mod contract;
 mod facade;
 #[cfg(feature = "otel")]
 pub(crate) mod otel;

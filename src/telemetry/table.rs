@@ -3,7 +3,9 @@
 //! bounded values; and [`Update`], what an event does to one series of one instrument.
 //!
 //! Everything else is derived from here: [`names`], [`otel_names`], [`attributes`],
-//! [`describe_metrics`], the Prometheus buckets and both backends (`facade.rs`, `otel.rs`).
+//! [`describe_metrics`], the Prometheus buckets, both backends (`facade.rs`, `otel.rs`) and
+//! `dashboards/contract.json` (rendered by the `contract` tests, which also hold the
+//! documentation's tables to it).
 
 use metrics::{KeyName, SharedString, Unit};
 
@@ -234,6 +236,27 @@ pub(crate) enum Kind {
     Histogram,
 }
 
+#[cfg(test)]
+impl Kind {
+    /// The Prometheus metric type.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+
+    /// The OpenTelemetry instrument.
+    pub(crate) const fn otel_instrument(self) -> &'static str {
+        match self {
+            Kind::Counter => "ObservableCounter<u64>",
+            Kind::Gauge => "ObservableUpDownCounter<i64>",
+            Kind::Histogram => "Histogram<f64>",
+        }
+    }
+}
+
 impl Instrument {
     /// How many series the labels allow: the product of their cardinalities.
     pub(crate) const fn series_count(&self) -> usize {
@@ -304,6 +327,17 @@ pub(crate) const MAX_LABELS: usize = 4;
 
 /// Label slots, in the order of an instrument's labels.
 pub(crate) type Slots = [u8; MAX_LABELS];
+
+/// Every label key, in the order of `docs/metrics.md`'s label table.
+#[cfg(test)]
+pub(crate) const LABELS: [Label; 6] = [
+    Label::Role,
+    Label::Cause,
+    Label::Outcome,
+    Label::Expected,
+    Label::Direction,
+    Label::Code,
+];
 
 impl Label {
     /// The Prometheus label name.
