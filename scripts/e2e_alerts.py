@@ -21,6 +21,7 @@ import datetime
 import http.server
 import json
 import math
+import os
 import re
 import socket
 import sys
@@ -58,6 +59,22 @@ def note(msg):
 def summary(msg):
     """A line e2e-alerts.sh repeats in its final summary."""
     print(f"      summary: {msg}", flush=True)
+
+
+# --- the metric contract --------------------------------------------------------------------
+
+CONTRACT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "dashboards",
+                             "contract.json")
+
+
+def contract():
+    """dashboards/contract.json: every instrument and label, generated from the crate's table."""
+    with open(CONTRACT_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def label_values(name):
+    return next(l["values"] for l in contract()["labels"] if l["name"] == name)
 
 
 # --- Prometheus HTTP API ---------------------------------------------------------------------
@@ -341,6 +358,7 @@ def cmd_healthy(prom, job, secs, out):
     check(vals and all(v == 0 for v in vals.values()),
           "unexpected-close ratio (recording rule) is present and 0 on healthy traffic",
           f"{vals}")
+    check_exported(prom, job)
     fired = sorted(k for k, states in seen.items() if "firing" in states)
     pending = sorted(k for k, states in seen.items() if states == {"pending"})
     check(not fired, "no alert fired during the healthy phase", ", ".join(fired))
@@ -356,6 +374,31 @@ def cmd_healthy(prom, job, secs, out):
             f"pending at the end, {len(posts)} webhook posts; server ends "
             f"{rates.get('server', 0):.1f}/s, unexpected ratio {vals}")
     return 1 if FAILED else 0
+
+
+def check_exported(prom, job):
+    """The scraped series are the contract's: every instrument, each with its labels only."""
+    want = {i["prometheus"]: i for i in contract()["instruments"]}
+    res = query(prom, f'{{__name__=~"websocket_.*", job="{job}"}}')
+    found, bad = set(), set()
+    for r in res:
+        name = r["metric"]["__name__"]
+        base, extra = name, set()
+        for suffix in ("_bucket", "_sum", "_count"):
+            stem = name[: -len(suffix)]
+            if name.endswith(suffix) and want.get(stem, {}).get("type") == "histogram":
+                base, extra = stem, {"le"} if suffix == "_bucket" else set()
+        if base not in want:
+            bad.add(f"{name} is not in the contract")
+            continue
+        found.add(base)
+        keys = set(r["metric"]) - {"__name__", "job", "instance"} - extra
+        if not keys <= set(want[base]["labels"]):
+            bad.add(f"{name} has labels {sorted(keys)}, the contract {want[base]['labels']}")
+    missing = sorted(set(want) - found)
+    check(not missing and not bad,
+          f"the scraped websocket_* series are the contract's ({len(found)}/{len(want)} instruments)",
+          "; ".join(sorted(bad) + [f"{m} missing" for m in missing]))
 
 
 def regex_value(v):
@@ -412,7 +455,7 @@ def cmd_dashboard(prom, dash_path, job, instance, mode):
         variables = {"job": ".*", "instance": ".*", "role": ".*"}
     else:
         variables = {"job": regex_value(job), "instance": regex_value(instance),
-                     "role": "(server|client)"}
+                     "role": "(" + "|".join(label_values("role")) + ")"}
     variables["datasource"] = "prometheus"
     targets = list(panel_targets(dash))
     results = []

@@ -56,25 +56,34 @@ pub(crate) fn is_valid_received(code: u16) -> bool {
 /// assert_eq!(wsclose::code_label(None), "no_status");
 /// ```
 pub fn code_label(code: Option<u16>) -> &'static str {
+    CODE_LABELS[code_index(code)]
+}
+
+/// The position of [`code_label`]'s result in [`CODE_LABELS`]: the label's slot in a metric
+/// backend's arrays.
+pub(crate) const fn code_index(code: Option<u16>) -> usize {
     match code {
-        None => "no_status",
-        Some(1000) => "normal_closure",
-        Some(1001) => "going_away",
-        Some(1002) => "protocol_error",
-        Some(1003) => "unsupported_data",
-        Some(1007) => "invalid_payload",
-        Some(1008) => "policy_violation",
-        Some(1009) => "message_too_big",
-        Some(1010) => "mandatory_extension",
-        Some(1011) => "internal_error",
-        Some(1012) => "service_restart",
-        Some(1013) => "try_again_later",
-        Some(1014) => "bad_gateway",
-        Some(3000..=3999) => "library",
-        Some(4000..=4999) => "application",
-        Some(_) => "invalid",
+        Some(1000) => 0,
+        Some(1001) => 1,
+        Some(1002) => 2,
+        Some(1003) => 3,
+        None => 4,
+        Some(1007) => 5,
+        Some(1008) => 6,
+        Some(1009) => 7,
+        Some(1010) => 8,
+        Some(1011) => 9,
+        Some(1012) => 10,
+        Some(1013) => 11,
+        Some(1014) => 12,
+        Some(3000..=3999) => 13,
+        Some(4000..=4999) => 14,
+        Some(_) => INVALID_INDEX,
     }
 }
+
+/// The position of `invalid` in [`CODE_LABELS`].
+pub(crate) const INVALID_INDEX: usize = 15;
 
 /// Every value [`code_label`] can return, for documentation, dashboards and tests.
 pub const CODE_LABELS: [&str; 16] = [

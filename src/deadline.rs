@@ -193,7 +193,7 @@ pub(crate) fn has_timer(rt: &Handle) -> bool {
     let probe = std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO)));
     let _ = PROBING.try_with(|p| p.set(false));
     if probe.is_err() && !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(target: "wsclose", "{}", NoTimers::WHY);
+        crate::telemetry::on_runtime_without_timers(NoTimers::WHY);
     }
     probe.is_ok()
 }

@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::Error;
-use crate::telemetry::{
-    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names,
-};
+use crate::telemetry::{Kind, TABLE, describe_metrics};
 
 /// A [`PrometheusBuilder`] with explicit buckets for both wsclose histograms, so they render
 /// as Prometheus histograms (`_bucket` lines), not summaries. Add your own settings to it.
@@ -19,17 +17,15 @@ pub fn builder() -> Result<PrometheusBuilder, Error> {
     let wrap = |e: metrics_exporter_prometheus::BuildError| {
         Error::config("prometheus buckets", e.to_string()).with_source(e)
     };
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(names::CLOSE_DURATION.into()),
-            CLOSE_DURATION_BUCKETS,
-        )
-        .map_err(wrap)?
-        .set_buckets_for_metric(
-            Matcher::Full(names::CONNECTION_DURATION.into()),
-            CONNECTION_DURATION_BUCKETS,
-        )
-        .map_err(wrap)
+    let mut builder = PrometheusBuilder::new();
+    for i in TABLE.iter().filter(|i| i.kind == Kind::Histogram) {
+        if let Some(buckets) = i.buckets {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(i.prometheus.into()), buckets)
+                .map_err(wrap)?;
+        }
+    }
+    Ok(builder)
 }
 
 /// Installs the Prometheus recorder as the global `metrics` recorder and serves `/metrics`

@@ -16,6 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::telemetry;
 use crate::{Cause, Error, Handle, Outcome, check_close_code};
 
 /// The reason sent with shutdown closes.
@@ -233,7 +234,7 @@ impl Registry {
             stragglers,
             elapsed: started.elapsed(),
         };
-        tracing::info!(target: "wsclose", %report, "shutdown complete");
+        telemetry::on_shutdown_complete(&report);
         *self
             .inner
             .last_report
@@ -263,7 +264,7 @@ impl Registry {
             let code = match check_close_code(code) {
                 Ok(()) => code,
                 Err(e) => {
-                    tracing::warn!(target: "wsclose", error = %e, "invalid shutdown code; using 1001");
+                    telemetry::on_invalid_shutdown_code(&e);
                     1001
                 }
             };
@@ -315,7 +316,7 @@ impl fmt::Display for ShutdownReport {
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(target: "wsclose", error = %e, "cannot listen for Ctrl-C");
+            telemetry::on_signal_unavailable(telemetry::Signal::CtrlC, &e);
             std::future::pending::<()>().await;
         }
     };
@@ -326,7 +327,7 @@ pub async fn shutdown_signal() {
                 s.recv().await;
             }
             Err(e) => {
-                tracing::warn!(target: "wsclose", error = %e, "cannot listen for SIGTERM");
+                telemetry::on_signal_unavailable(telemetry::Signal::Terminate, &e);
                 std::future::pending::<()>().await;
             }
         }

@@ -22,6 +22,12 @@ macro_rules! label_enum {
             pub const fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $label),+ }
             }
+
+            /// The position of this value in [`ALL`](Self::ALL): its slot in a metric backend's
+            /// per-label arrays.
+            pub(crate) const fn index(self) -> usize {
+                self as usize
+            }
         }
 
         impl fmt::Display for $name {
@@ -153,10 +159,15 @@ impl CloseCode {
 
     /// The bounded metric label (see [`code_label`](crate::code_label)).
     pub fn as_str(self) -> &'static str {
+        crate::CODE_LABELS[self.label_index()]
+    }
+
+    /// The position of [`as_str`](Self::as_str) in [`CODE_LABELS`](crate::CODE_LABELS).
+    pub(crate) const fn label_index(self) -> usize {
         match self {
-            CloseCode::NoStatus => "no_status",
-            CloseCode::Valid(c) => crate::code::code_label(Some(c)),
-            CloseCode::Invalid(_) => "invalid",
+            CloseCode::NoStatus => crate::code::code_index(None),
+            CloseCode::Valid(c) => crate::code::code_index(Some(c)),
+            CloseCode::Invalid(_) => crate::code::INVALID_INDEX,
         }
     }
 }
@@ -255,6 +266,19 @@ mod tests {
         );
         let roles: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(roles, ["server", "client"]);
+    }
+
+    #[test]
+    fn indices_are_positions_in_all() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+        for (i, c) in Cause::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+        for (i, r) in Role::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 // Checks what the types cannot: that the dashboard and the rules stick to the metric contract
-// (docs/metrics.md) and to the dashboard conventions in docs/operations.md.
+// (../contract.json, generated from the crate's instrument table; docs/metrics.md describes it)
+// and to the dashboard conventions in docs/operations.md.
 //
 // usage: node lint.mjs [dashboard.json] [rules.yaml]
 // defaults: ../wsclose.json and ../rules.yaml, relative to this file. Exit status 1 on problems.
@@ -15,34 +16,23 @@ const rulesPath = resolve(process.argv[3] ?? resolve(here, '../rules.yaml'));
 const problems = [];
 const problem = (where, msg) => problems.push(`${where}: ${msg}`);
 
-// --- the contract (docs/metrics.md) -------------------------------------------------------
-const histogram = (labels) => ({ labels, histogram: true });
-const metric = (labels) => ({ labels, histogram: false });
-const METRICS = {
-  websocket_connections_active: metric(['role']),
-  websocket_connections_opened_total: metric(['role']),
-  websocket_closes_total: metric(['role', 'cause', 'outcome', 'expected']),
-  websocket_close_duration_seconds: histogram(['role', 'outcome']),
-  websocket_connection_duration_seconds: histogram(['role', 'outcome']),
-  websocket_close_frames_total: metric(['role', 'direction', 'code']),
-  websocket_close_redundant_total: metric(['role']),
-  websocket_send_after_close_total: metric(['role']),
-  websocket_messages_dropped_total: metric(['role']),
-};
-const LABEL_VALUES = {
-  role: ['server', 'client'],
-  outcome: ['clean', 'peer_gone', 'timeout', 'protocol_error', 'io_error', 'internal_error'],
-  cause: ['app', 'shutdown', 'keepalive', 'lifetime', 'peer', 'transport'],
-  expected: ['true', 'false'],
-  direction: ['sent', 'received'],
-  code: [
-    'normal_closure', 'going_away', 'protocol_error', 'unsupported_data', 'no_status',
-    'invalid_payload', 'policy_violation', 'message_too_big', 'mandatory_extension',
-    'internal_error', 'service_restart', 'try_again_later', 'bad_gateway', 'library',
-    'application', 'invalid',
-  ],
-};
-const CLOSE_BUCKETS = ['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '+Inf'];
+// --- the contract (dashboards/contract.json, generated from the crate's instrument table) -----
+const contractPath = resolve(here, '../contract.json');
+let contract;
+try {
+  contract = JSON.parse(readFileSync(contractPath, 'utf8'));
+} catch (err) {
+  console.error(`${contractPath}: ${err.message}`);
+  process.exit(1);
+}
+/** Series name -> { labels, histogram, buckets }. */
+const METRICS = Object.fromEntries(
+  contract.instruments.map((i) => [i.prometheus, { labels: i.labels, histogram: i.type === 'histogram', buckets: i.buckets }])
+);
+/** Label -> its bounded values. */
+const LABEL_VALUES = Object.fromEntries(contract.labels.map((l) => [l.name, l.values]));
+/** The `le` values of a histogram, as Prometheus renders them. */
+const leValues = (metric) => [...METRICS[metric].buckets.map((b) => String(b)), '+Inf'];
 const SCRAPE_LABELS = ['job', 'instance'];
 
 /** Resolves a series name to [base metric, suffix], or null when it is not in the contract. */
@@ -79,15 +69,15 @@ function checkSelectors(where, expr) {
   for (const sel of selectors(expr)) {
     const resolved = contractMetric(sel.name);
     if (!resolved) {
-      problem(where, `${sel.name} is not a metric of docs/metrics.md`);
+      problem(where, `${sel.name} is not a metric of the contract (docs/metrics.md)`);
       continue;
     }
     const [base, suffix] = resolved;
     const allowed = new Set([...METRICS[base].labels, ...SCRAPE_LABELS, ...(suffix === '_bucket' ? ['le'] : [])]);
     for (const { label, op, value } of sel.matchers) {
       if (!allowed.has(label)) problem(where, `${sel.name} has no label ${label}`);
-      if (label === 'le' && base === 'websocket_close_duration_seconds' && op === '=' && !CLOSE_BUCKETS.includes(value)) {
-        problem(where, `le="${value}" is not a close-duration bucket`);
+      if (label === 'le' && suffix === '_bucket' && op === '=' && !leValues(base).includes(value)) {
+        problem(where, `le="${value}" is not a bucket of ${base}`);
       }
     }
   }

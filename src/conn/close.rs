@@ -12,7 +12,7 @@ use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use tokio::time::Instant;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::{Cause, CloseReport, Outcome, State, Transport, telemetry};
 
@@ -130,7 +130,7 @@ impl<T: Transport> Shared<T> {
         };
         self.reader.wake();
         self.write_waker.wake_by_ref();
-        let closer = Closer::new(self.clone(), plan, io.pending);
+        let mut closer = Closer::new(self.clone(), plan, io.pending);
         let deadline = closer.deadline;
         let current = tokio::runtime::Handle::try_current();
         let Some(rt) = self.rt.as_ref().or(current.as_ref().ok()) else {
@@ -141,6 +141,7 @@ impl<T: Transport> Shared<T> {
             return true;
         };
         let span = telemetry::close_span(&self.span);
+        closer.close_span = (!span.is_disabled()).then(|| span.clone());
         let run = closer.run(io);
         // A disabled span (no subscriber wants it) would only be entered and left on every poll.
         let mut task: CloseTask = if span.is_disabled() {
@@ -335,13 +336,22 @@ impl<T: Transport> Shared<T> {
         begun
     }
 
-    pub(super) fn finish(&self, report: CloseReport, state_before: State, close_attempted: bool) {
+    pub(super) fn finish(
+        &self,
+        report: CloseReport,
+        state_before: State,
+        close_attempted: bool,
+        error: Option<&str>,
+        close_span: Option<&Span>,
+    ) {
         telemetry::on_end(&telemetry::End {
             role: self.role,
             report: &report,
             state_before,
             close_attempted,
             span: &self.span,
+            close_span,
+            error,
         });
         self.gate.finish(report);
         // The close task's waker for terminate: after a poll on the spot it is this connection

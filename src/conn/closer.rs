@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
+use tracing::Span;
 
 use crate::classify::{Verdict, received_code};
 use crate::code::sanitize_reason;
@@ -34,6 +35,8 @@ pub(super) struct Closer<T: Transport> {
     preset: Option<Outcome>,
     error: Option<String>,
     finished: bool,
+    /// The span the close task runs in, when it is enabled (set by `begin`).
+    pub(super) close_span: Option<Span>,
     /// What is left to do of the plan (taken as it is done).
     reply: Option<CloseCode>,
     send: Option<OutFrame>,
@@ -72,6 +75,7 @@ impl<T: Transport> Closer<T> {
             preset,
             error,
             finished: false,
+            close_span: None,
             reply: plan.reply,
             send: plan.send,
             drain: plan.drain,
@@ -248,11 +252,13 @@ impl<T: Transport> Closer<T> {
         } else {
             State::Open
         };
-        if let Some(error) = &self.error {
-            tracing::debug!(target: "wsclose", parent: &self.shared.span, error = %error, "close detail");
-        }
-        self.shared
-            .finish(report, state_before, self.close_attempted);
+        self.shared.finish(
+            report,
+            state_before,
+            self.close_attempted,
+            self.error.as_deref(),
+            self.close_span.as_ref(),
+        );
     }
 }
 
