@@ -1,10 +1,10 @@
 //! The child processes. The bench runs itself again, with `WSCLOSE_BENCH_CHILD=<mode>`, where a
 //! measurement needs a process of its own: the client ends of the 10,000-connection rows (so
 //! that each process needs one fd per connection, not two), memory (a fresh process per
-//! sample) and OpenTelemetry (installed for the rest of a process). This module names the
+//! sample) and the instrumentation rows (a metrics backend is installed for the rest of a process). This module names the
 //! modes, both ways: the commands that start them and the dispatch in the child. The storm's
 //! clients run here; the other modes measure, and live with their rows
-//! ([`crate::memory::memory_child`], [`crate::otel::otel_child`]).
+//! ([`crate::memory::memory_child`], [`backend_child`]).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -13,9 +13,8 @@ use futures_util::future::join_all;
 use tokio::task::JoinHandle;
 use wsclose::WebSocket;
 
-#[cfg(feature = "otel")]
-use crate::harness::Plan;
-use crate::harness::current_thread;
+use crate::harness::{Plan, current_thread};
+use crate::instrumentation::{Backend, backend_child};
 use crate::memory::memory_child;
 use crate::net::{client_ws, raise_fd_limit, read_to_end};
 
@@ -46,14 +45,10 @@ pub(crate) fn memory(wrapped: bool, conns: usize) -> Command {
     command(&format!("memory:{}:{conns}", side(wrapped)))
 }
 
-/// One OpenTelemetry child, or a control one: see [`crate::otel::otel_child`].
-#[cfg(feature = "otel")]
-pub(crate) fn instr_otel(control: bool) -> Command {
-    command(if control {
-        "instr-otel-control"
-    } else {
-        "instr-otel"
-    })
+/// One instrumentation child for `backend`, or a control one: see [`backend_child`].
+pub(crate) fn instr(backend: Backend, control: bool) -> Command {
+    let kind = if control { "control" } else { "install" };
+    command(&format!("instr:{}:{kind}", backend.name()))
 }
 
 /// In a child process (`WSCLOSE_BENCH_CHILD` set), runs its mode, which exits the process;
@@ -66,9 +61,9 @@ pub(crate) fn run_if_child() {
     if let ["memory", kind, conns] = parts[..] {
         memory_child(conns.parse().expect("conns"), kind == "wsclose");
     }
-    #[cfg(feature = "otel")]
-    if let [kind @ ("instr-otel" | "instr-otel-control")] = parts[..] {
-        crate::otel::otel_child(&Plan::from_env(), kind == "instr-otel-control");
+    if let ["instr", backend, kind] = parts[..] {
+        let backend = Backend::from_name(backend).expect("backend");
+        backend_child(&Plan::from_env(), backend, kind == "control");
     }
     if let ["storm-clients", kind, conns, addr] = parts[..] {
         storm_clients_child(

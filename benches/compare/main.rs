@@ -20,7 +20,7 @@
 //! above 1 means wsclose is slower or bigger. For rates it is the median of the per-repetition
 //! ratios of back-to-back raw/wsclose pairs, which cancels drift better than the ratio of the
 //! two medians printed beside it. For the instrumentation lines `raw=` is wsclose with no
-//! `metrics` recorder and `wsclose=` is wsclose with the Prometheus recorder installed.
+//! metrics backend and `wsclose=` is wsclose with one installed (Prometheus, OpenTelemetry).
 //!
 //! "raw" is plain tokio-tungstenite on both ends; "wsclose" wraps both ends (server and client
 //! roles), except the memory and instrumentation rows, which wrap the server end only so that
@@ -29,7 +29,7 @@
 //! The harness (plan, clocks, interleaving, statistics, rows) is in `harness.rs`, the loopback
 //! connections in `net.rs`, the child processes in `child.rs`, and each benchmark in a module
 //! of its own: `echo.rs`, `throughput.rs`, `close.rs`, `storm.rs`, `memory.rs`,
-//! `instrumentation.rs` (Prometheus) and `otel.rs` (OpenTelemetry). This file runs them in
+//! `instrumentation.rs` (Prometheus and OpenTelemetry). This file runs them in
 //! order and prints the table.
 
 mod child;
@@ -39,7 +39,6 @@ mod harness;
 mod instrumentation;
 mod memory;
 mod net;
-mod otel;
 mod storm;
 mod throughput;
 
@@ -82,7 +81,7 @@ fn main() {
     };
     type Section<'a> = &'a dyn Fn(&mut Vec<Row>);
     // The multi-thread rows (`_mt`) each get a fresh 2-worker runtime, dropped after its section.
-    let sections: [Section<'_>; 10] = [
+    let sections: [Section<'_>; 9] = [
         &|rows| echo::bench_echo(&rt, Flavor::Current, &plan, rows),
         &|rows| throughput::bench_send(&rt, Flavor::Current, &plan, rows),
         &|rows| close::bench_close_latency(&rt, Flavor::Current, &plan, rows),
@@ -91,8 +90,7 @@ fn main() {
         &|rows| close::bench_close_latency(&multi_thread(), Flavor::Multi, &plan, rows),
         &|rows| storm::bench_storm(&plan, rows),
         &|rows| memory::bench_memory(&plan, rows),
-        &|rows| instrumentation::bench_instrumentation(&rt, &plan, rows),
-        &|rows| otel::bench_otel(&plan, rows),
+        &|rows| instrumentation::bench_instrumentation(&plan, rows),
     ];
     for section in sections {
         let from = rows.len();
