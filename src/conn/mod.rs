@@ -116,16 +116,7 @@ impl<T: Transport> Shared<T> {
     /// once when the registry is draining), and its keepalive and lifetime task.
     fn open(ws: T, role: Role, config: Config) -> Arc<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::debug_span!(
-            target: "wsclose",
-            "websocket",
-            conn_id = id,
-            role = role.as_str(),
-            peer = tracing::field::Empty,
-        );
-        if let Some(peer) = config.peer_addr {
-            span.record("peer", tracing::field::display(peer));
-        }
+        let span = telemetry::connection_span(id, role, config.peer_addr);
         telemetry::on_open(role);
         let writers = Arc::new(WriteWakers::default());
         let write_waker = Waker::from(writers.clone());

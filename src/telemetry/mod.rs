@@ -60,6 +60,22 @@ fn per_role(i: &'static table::Instrument, role: Role, value: Value) -> Update {
 
 static DESCRIBE_ONCE: Once = Once::new();
 
+/// The span of one connection (`websocket`: `conn_id`, `role`, `peer`), parent of its close
+/// span and of every event about it.
+pub(crate) fn connection_span(id: u64, role: Role, peer: Option<std::net::SocketAddr>) -> Span {
+    let span = tracing::debug_span!(
+        target: "wsclose",
+        "websocket",
+        conn_id = id,
+        role = role.as_str(),
+        peer = tracing::field::Empty,
+    );
+    if let Some(peer) = peer {
+        span.record("peer", tracing::field::display(peer));
+    }
+    span
+}
+
 pub(crate) fn on_open(role: Role) {
     DESCRIBE_ONCE.call_once(describe_metrics);
     // Rare-event counters exist from the first connection on, at 0, so `increase()` and
