@@ -23,6 +23,7 @@ mod table;
 
 pub use table::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
 use table::{Direction, Update, Value, expected_slot, instrument};
+#[cfg(feature = "prometheus")]
 pub(crate) use table::{Kind, TABLE};
 #[cfg(feature = "otel")]
 pub use table::{attributes, otel_names};

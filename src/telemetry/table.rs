@@ -218,7 +218,8 @@ pub(crate) struct Instrument {
     /// instrument must have an `Outcome` label).
     #[cfg_attr(not(feature = "otel"), allow(dead_code))]
     pub(crate) error_type: bool,
-    /// Histogram bucket bounds (seconds).
+    /// Histogram bucket bounds (seconds), for the exporters that take them from here.
+    #[cfg_attr(not(any(feature = "prometheus", feature = "otel")), allow(dead_code))]
     pub(crate) buckets: Option<&'static [f64]>,
     /// The HELP text (Prometheus) and description (OpenTelemetry).
     pub(crate) help: &'static str,
