@@ -72,7 +72,7 @@
 //!   metrics-exporter-prometheus with this crate's histogram buckets.
 //! - `axum`: the same close logic for `axum::extract::ws::WebSocket` (see the `axum` module).
 //! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
-//!   `Meter` (semantic-convention names, units, attributes, the same buckets), alone or next to
+//!   `Meter` (names, units and attributes after OpenTelemetry's general naming rules, the same buckets), alone or next to
 //!   the `metrics` facade; spans export through `tracing-opentelemetry`. See
 //!   [`guide::opentelemetry`].
 //!

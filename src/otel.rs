@@ -1,5 +1,6 @@
 //! OpenTelemetry: every wsclose instrument recorded natively through an OpenTelemetry
-//! [`Meter`], with semantic-convention style names, units, descriptions and attributes.
+//! [`Meter`], with names, units, descriptions and attributes that follow OpenTelemetry's
+//! general naming rules (there is no semantic convention for WebSocket metrics).
 //!
 //! # Choosing the backends
 //!
