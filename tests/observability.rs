@@ -165,3 +165,22 @@ fn a_close_outside_any_runtime_says_why_it_is_an_internal_error() {
         "{details:?}"
     );
 }
+
+/// A shutdown logs its report once, at INFO, as the `report` field of "shutdown complete":
+/// what an operator reads after a deploy.
+#[tokio::test]
+async fn a_shutdown_logs_its_report_once_at_info() {
+    let (logs, _g) = logs::capture();
+    let registry = wsclose::Registry::new();
+    let config = Config::new().with_registry(registry.clone());
+    // A silent peer: its close is terminated at the end of the grace period.
+    let (_ws, _raw) = wrapped_and_raw(Role::Server, &config).await;
+    let report = bounded(registry.shutdown(1001, Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert_eq!((report.connections, report.stragglers), (1, 1), "{report}");
+    let done = logs.with_message("shutdown complete");
+    assert_eq!(done.len(), 1, "{:?}", logs.records());
+    assert_eq!((done[0].level, done[0].target.as_str()), (Level::INFO, "wsclose"));
+    assert_eq!(done[0].field("report"), Some(report.to_string().as_str()));
+}
