@@ -181,6 +181,9 @@ async fn a_shutdown_logs_its_report_once_at_info() {
     assert_eq!((report.connections, report.stragglers), (1, 1), "{report}");
     let done = logs.with_message("shutdown complete");
     assert_eq!(done.len(), 1, "{:?}", logs.records());
-    assert_eq!((done[0].level, done[0].target.as_str()), (Level::INFO, "wsclose"));
+    assert_eq!(
+        (done[0].level, done[0].target.as_str()),
+        (Level::INFO, "wsclose")
+    );
     assert_eq!(done[0].field("report"), Some(report.to_string().as_str()));
 }
