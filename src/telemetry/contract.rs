@@ -166,22 +166,11 @@ fn docs_metrics_md_matches_the_contract() {
     let doc = read("docs/metrics.md");
     let instruments = c["instruments"].as_array().unwrap();
 
-    let series: Vec<(String, String, Vec<String>)> =
-        rows(section(&doc, "## Series"), "`websocket_")
-            .into_iter()
-            .map(|r| (ticks(&r[0]).concat(), r[1].clone(), ticks(&r[2])))
-            .collect();
-    let want: Vec<(String, String, Vec<String>)> = instruments
-        .iter()
-        .map(|i| {
-            (
-                i["prometheus"].as_str().unwrap().to_owned(),
-                i["type"].as_str().unwrap().to_owned(),
-                strs(&i["labels"]),
-            )
-        })
-        .collect();
-    assert_eq!(series, want, "docs/metrics.md, the series table");
+    assert_eq!(
+        series_rows(section(&doc, "## Series")),
+        contract_series(instruments),
+        "docs/metrics.md, the series table"
+    );
 
     for label in c["labels"].as_array().unwrap() {
         let name = label["name"].as_str().unwrap();
@@ -228,18 +217,17 @@ fn docs_metrics_md_matches_the_contract() {
     }
 }
 
-/// The crate documentation's tables: `src/lib.rs` (Prometheus) and `src/otel.rs`
-/// (OpenTelemetry).
-#[test]
-fn crate_docs_match_the_contract() {
-    let c = committed();
-    let instruments = c["instruments"].as_array().unwrap();
-
-    let lib: Vec<(String, String, Vec<String>)> = rows(&read("src/lib.rs"), "`websocket_")
+/// A Prometheus series table's rows in `text`: (name, type, label keys).
+fn series_rows(text: &str) -> Vec<(String, String, Vec<String>)> {
+    rows(text, "`websocket_")
         .into_iter()
         .map(|r| (ticks(&r[0]).concat(), r[1].clone(), ticks(&r[2])))
-        .collect();
-    let want: Vec<(String, String, Vec<String>)> = instruments
+        .collect()
+}
+
+/// The contract's series, as [`series_rows`] reads a table.
+fn contract_series(instruments: &[serde_json::Value]) -> Vec<(String, String, Vec<String>)> {
+    instruments
         .iter()
         .map(|i| {
             (
@@ -248,8 +236,21 @@ fn crate_docs_match_the_contract() {
                 strs(&i["labels"]),
             )
         })
-        .collect();
-    assert_eq!(lib, want, "src/lib.rs, the metrics table");
+        .collect()
+}
+
+/// The crate documentation's tables: `src/lib.rs` (Prometheus) and `src/otel.rs`
+/// (OpenTelemetry).
+#[test]
+fn crate_docs_match_the_contract() {
+    let c = committed();
+    let instruments = c["instruments"].as_array().unwrap();
+
+    assert_eq!(
+        series_rows(&read("src/lib.rs")),
+        contract_series(instruments),
+        "src/lib.rs, the metrics table"
+    );
 
     let otel: Vec<Vec<String>> = rows(&read("src/otel.rs"), "`websocket.")
         .into_iter()
