@@ -80,6 +80,28 @@ where
     (count as f64 / start.secs(), tx, rx)
 }
 
+/// [`one_way`] on the current-thread runtime, [`one_way_spawned`] on the multi-thread one.
+async fn one_way_on<S, R, F>(
+    flavor: Flavor,
+    mut tx: S,
+    mut rx: R,
+    count: usize,
+    size: usize,
+) -> (f64, S, R)
+where
+    S: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, F>> + Unpin + Send + 'static,
+    F: Send + 'static,
+{
+    match flavor {
+        Flavor::Current => {
+            let rate = one_way::<_, _, (), _>(&mut tx, &mut rx, count, size, flavor.clock()).await;
+            (rate, tx, rx)
+        }
+        Flavor::Multi => one_way_spawned(tx, rx, count, size).await,
+    }
+}
+
 /// One message stream over a fresh connection (so that no run inherits another's socket state):
 /// messages/s. Both ends are ended, untimed, before it returns.
 async fn send_run(
@@ -94,32 +116,14 @@ async fn send_run(
     let (s, c) = pair_on(l, a).await;
     if wrapped {
         let (s, c) = (WebSocket::server(s), WebSocket::client(c));
-        let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
-        let rate = match flavor {
-            Flavor::Current => {
-                one_way::<_, _, (), _>(&mut tx, &mut rx, count, size, flavor.clock()).await
-            }
-            Flavor::Multi => {
-                let (rate, t, r) = one_way_spawned(tx, rx, count, size).await;
-                (tx, rx) = (t, r);
-                rate
-            }
-        };
+        let (tx, rx) = if s2c { (s, c) } else { (c, s) };
+        let (rate, tx, rx) = one_way_on(flavor, tx, rx, count, size).await;
         let h = tx.handle();
         let _ = tokio::join!(h.close(1000, ""), read_to_end(rx));
         rate
     } else {
-        let (mut tx, mut rx) = if s2c { (s, c) } else { (c, s) };
-        let rate = match flavor {
-            Flavor::Current => {
-                one_way::<_, _, (), _>(&mut tx, &mut rx, count, size, flavor.clock()).await
-            }
-            Flavor::Multi => {
-                let (rate, t, r) = one_way_spawned(tx, rx, count, size).await;
-                (tx, rx) = (t, r);
-                rate
-            }
-        };
+        let (tx, rx) = if s2c { (s, c) } else { (c, s) };
+        let (rate, mut tx, rx) = one_way_on(flavor, tx, rx, count, size).await;
         let _ = tx.close(close_frame(1000)).await;
         tokio::join!(read_to_end(tx), read_to_end(rx));
         rate
