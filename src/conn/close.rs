@@ -140,14 +140,14 @@ impl<T: Transport> Shared<T> {
             closer.finish_now(Outcome::InternalError, "closed outside a Tokio runtime");
             return true;
         };
-        let span = telemetry::close_span(&self.span);
-        closer.close_span = (!span.is_disabled()).then(|| span.clone());
+        // A disabled span (no subscriber wants it) would only be entered and left on every poll,
+        // and would record nothing at the end.
+        let span = Some(telemetry::close_span(&self.span)).filter(|s| !s.is_disabled());
+        closer.close_span = span.clone();
         let run = closer.run(io);
-        // A disabled span (no subscriber wants it) would only be entered and left on every poll.
-        let mut task: CloseTask = if span.is_disabled() {
-            Box::pin(run)
-        } else {
-            Box::pin(run.instrument(span))
+        let mut task: CloseTask = match span {
+            None => Box::pin(run),
+            Some(span) => Box::pin(run.instrument(span)),
         };
         if current
             .as_ref()
