@@ -5,7 +5,7 @@
 
 use std::io;
 
-use crate::{Cause, CloseCode, Outcome};
+use crate::{Cause, Outcome, WireCode};
 
 /// What an error means for the connection.
 ///
@@ -115,11 +115,11 @@ pub(crate) const SUBSTITUTED_REASON: &str = "Protocol violation";
 /// `may_be_substituted` is true while we had not sent our own Close: in that state tungstenite
 /// replaces an invalid code by `1002 "Protocol violation"` before handing the frame over, so
 /// that exact pair is read as an invalid code whose value is lost.
-pub(crate) fn received_code(frame: Option<(u16, &str)>, may_be_substituted: bool) -> CloseCode {
+pub(crate) fn received_code(frame: Option<(u16, &str)>, may_be_substituted: bool) -> WireCode {
     match frame {
-        None => CloseCode::NoStatus,
-        Some((1002, SUBSTITUTED_REASON)) if may_be_substituted => CloseCode::Invalid(None),
-        Some((code, _)) => CloseCode::from_wire(Some(code)),
+        None => WireCode::NoStatus,
+        Some((1002, SUBSTITUTED_REASON)) if may_be_substituted => WireCode::Invalid(None),
+        Some((code, _)) => WireCode::from_wire(Some(code)),
     }
 }
 
@@ -269,35 +269,32 @@ mod tests {
 
     #[test]
     fn received_codes() {
-        assert_eq!(received_code(None, true), CloseCode::NoStatus);
-        assert_eq!(
-            received_code(Some((1000, "")), true),
-            CloseCode::Valid(1000)
-        );
+        assert_eq!(received_code(None, true), WireCode::NoStatus);
+        assert_eq!(received_code(Some((1000, "")), true), WireCode::Valid(1000));
         assert_eq!(
             received_code(Some((1011, "oops")), true),
-            CloseCode::Valid(1011)
+            WireCode::Valid(1011)
         );
         assert_eq!(
             received_code(Some((4001, "")), false),
-            CloseCode::Valid(4001)
+            WireCode::Valid(4001)
         );
         assert_eq!(
             received_code(Some((1002, SUBSTITUTED_REASON)), true),
-            CloseCode::Invalid(None)
+            WireCode::Invalid(None)
         );
         assert_eq!(
             received_code(Some((1002, SUBSTITUTED_REASON)), false),
-            CloseCode::Valid(1002)
+            WireCode::Valid(1002)
         );
         assert_eq!(
             received_code(Some((1002, "bad frame")), true),
-            CloseCode::Valid(1002)
+            WireCode::Valid(1002)
         );
         for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
             assert_eq!(
                 received_code(Some((code, "")), false),
-                CloseCode::Invalid(Some(code))
+                WireCode::Invalid(Some(code))
             );
         }
     }

@@ -115,7 +115,7 @@ pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
 pub use error::Error;
 pub use registry::{Registry, ShutdownReport, shutdown_signal};
-pub use taxonomy::{Cause, CloseCode, CloseReport, Outcome, Role, State};
+pub use taxonomy::{Cause, CloseReport, Outcome, Role, State, WireCode};
 pub use telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
 pub use transport::Transport;
 

@@ -119,10 +119,13 @@ impl fmt::Display for State {
     }
 }
 
-/// A close code seen on the wire, in one direction.
+/// A close code seen on the wire, in one direction, as a [`CloseReport`] records it.
+///
+/// Named apart from tungstenite's `CloseCode` (the code to send) on purpose: this one is what
+/// was observed, including codes the protocol forbids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum CloseCode {
+pub enum WireCode {
     /// A Close frame without a status code (reported as 1005 by WebSocket APIs).
     NoStatus,
     /// A code the protocol allows.
@@ -132,28 +135,28 @@ pub enum CloseCode {
     Invalid(Option<u16>),
 }
 
-impl CloseCode {
+impl WireCode {
     /// Classifies a code as received on the wire (`None`: a Close frame without a code).
     ///
     /// ```
-    /// use wsclose::CloseCode;
-    /// assert_eq!(CloseCode::from_wire(Some(1000)), CloseCode::Valid(1000));
-    /// assert_eq!(CloseCode::from_wire(Some(1005)), CloseCode::Invalid(Some(1005)));
-    /// assert_eq!(CloseCode::from_wire(None), CloseCode::NoStatus);
+    /// use wsclose::WireCode;
+    /// assert_eq!(WireCode::from_wire(Some(1000)), WireCode::Valid(1000));
+    /// assert_eq!(WireCode::from_wire(Some(1005)), WireCode::Invalid(Some(1005)));
+    /// assert_eq!(WireCode::from_wire(None), WireCode::NoStatus);
     /// ```
-    pub fn from_wire(code: Option<u16>) -> CloseCode {
+    pub fn from_wire(code: Option<u16>) -> WireCode {
         match code {
-            None => CloseCode::NoStatus,
-            Some(c) if crate::code::is_valid_received(c) => CloseCode::Valid(c),
-            Some(c) => CloseCode::Invalid(Some(c)),
+            None => WireCode::NoStatus,
+            Some(c) if crate::code::is_valid_received(c) => WireCode::Valid(c),
+            Some(c) => WireCode::Invalid(Some(c)),
         }
     }
 
     /// The numeric code, when known.
     pub fn code(self) -> Option<u16> {
         match self {
-            CloseCode::NoStatus | CloseCode::Invalid(None) => None,
-            CloseCode::Valid(c) | CloseCode::Invalid(Some(c)) => Some(c),
+            WireCode::NoStatus | WireCode::Invalid(None) => None,
+            WireCode::Valid(c) | WireCode::Invalid(Some(c)) => Some(c),
         }
     }
 
@@ -165,14 +168,14 @@ impl CloseCode {
     /// The position of [`as_str`](Self::as_str) in [`CODE_LABELS`](crate::CODE_LABELS).
     pub(crate) const fn label_index(self) -> usize {
         match self {
-            CloseCode::NoStatus => crate::code::code_index(None),
-            CloseCode::Valid(c) => crate::code::code_index(Some(c)),
-            CloseCode::Invalid(_) => crate::code::INVALID_INDEX,
+            WireCode::NoStatus => crate::code::code_index(None),
+            WireCode::Valid(c) => crate::code::code_index(Some(c)),
+            WireCode::Invalid(_) => crate::code::INVALID_INDEX,
         }
     }
 }
 
-impl fmt::Display for CloseCode {
+impl fmt::Display for WireCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.code() {
             Some(c) => write!(f, "{c} ({})", self.as_str()),
@@ -191,9 +194,9 @@ pub struct CloseReport {
     /// Who or what started the end.
     pub cause: Cause,
     /// The Close frame this endpoint put on the wire, if one was sent.
-    pub code_sent: Option<CloseCode>,
+    pub code_sent: Option<WireCode>,
     /// The Close frame the peer sent, if one arrived.
-    pub code_received: Option<CloseCode>,
+    pub code_received: Option<WireCode>,
     /// The peer's close reason, sanitized for display (escaped, at most 123 bytes).
     pub reason_received: Option<String>,
     /// From the first Close frame sent or received to the transport closed; `None` when no
@@ -283,11 +286,11 @@ mod tests {
 
     #[test]
     fn close_code_labels() {
-        assert_eq!(CloseCode::NoStatus.as_str(), "no_status");
-        assert_eq!(CloseCode::Valid(1011).as_str(), "internal_error");
-        assert_eq!(CloseCode::Valid(4001).as_str(), "application");
-        assert_eq!(CloseCode::Invalid(Some(1005)).as_str(), "invalid");
-        assert_eq!(CloseCode::Invalid(None).code(), None);
-        assert_eq!(CloseCode::Valid(1000).to_string(), "1000 (normal_closure)");
+        assert_eq!(WireCode::NoStatus.as_str(), "no_status");
+        assert_eq!(WireCode::Valid(1011).as_str(), "internal_error");
+        assert_eq!(WireCode::Valid(4001).as_str(), "application");
+        assert_eq!(WireCode::Invalid(Some(1005)).as_str(), "invalid");
+        assert_eq!(WireCode::Invalid(None).code(), None);
+        assert_eq!(WireCode::Valid(1000).to_string(), "1000 (normal_closure)");
     }
 }

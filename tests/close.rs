@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TtCode;
-use wsclose::{Cause, CloseCode, Config, Outcome, Role, State};
+use wsclose::{Cause, Config, Outcome, Role, State, WireCode};
 
 use support::flavor::Flavor;
 use support::pairs::bounded;
@@ -56,8 +56,8 @@ async fn clean_close_started_by_us<F: Flavor>() {
         let report = bounded(ws.close(1000, "bye")).await.unwrap();
         assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
         assert_eq!(report.cause, Cause::App);
-        assert_eq!(report.code_sent, Some(CloseCode::Valid(1000)));
-        assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.code_sent, Some(WireCode::Valid(1000)));
+        assert_eq!(report.code_received, Some(WireCode::Valid(1000)));
         assert!(report.close_duration.is_some());
         assert_eq!(ws.state(), State::Closed);
         let seen = bounded(peer_task)
@@ -124,8 +124,8 @@ async fn clean_close_started_by_peer_is_answered_at_once<F: Flavor>() {
         let report = bounded(ws.handle().closed()).await;
         assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
         assert_eq!(report.cause, Cause::Peer);
-        assert_eq!(report.code_received, Some(CloseCode::Valid(1001)));
-        assert_eq!(report.code_sent, Some(CloseCode::Valid(1001)));
+        assert_eq!(report.code_received, Some(WireCode::Valid(1001)));
+        assert_eq!(report.code_sent, Some(WireCode::Valid(1001)));
         assert_eq!(report.reason_received.as_deref(), Some("done"));
         assert!(
             bounded(ws.next()).await.is_none(),
@@ -165,7 +165,7 @@ async fn simultaneous_close_sends_one_frame_each_way<F: Flavor>() {
         assert_eq!(closes[0].close_code(), Some(1000));
         assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
         assert_eq!(report.cause, Cause::App);
-        assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.code_received, Some(WireCode::Valid(1000)));
         assert_eq!(report.reason_received.as_deref(), Some("raw"));
         assert!(report.close_duration.unwrap() < PROMPT, "{report:?}");
         m.assert_balanced(r(role));
@@ -191,7 +191,7 @@ async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
         let took = started.elapsed();
         assert_eq!(report.outcome, Outcome::Timeout, "{role}: {report:?}");
         assert_eq!(report.cause, Cause::App);
-        assert_eq!(report.code_sent, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.code_sent, Some(WireCode::Valid(1000)));
         assert_eq!(report.code_received, None);
         assert_at_deadline(took, deadline, role);
         // The transport was terminated: the silent peer sees our Close, then EOF.
@@ -338,7 +338,7 @@ async fn a_protocol_error_ends_at_once_without_waiting_for_the_peer<F: Flavor>()
             (Outcome::ProtocolError, Cause::Peer),
             "{role}: {report:?}"
         );
-        assert_eq!(report.code_sent, Some(CloseCode::Valid(1002)));
+        assert_eq!(report.code_sent, Some(WireCode::Valid(1002)));
         assert!(
             started.elapsed() < PROMPT,
             "{role}: waited for the silent peer ({:?})",
@@ -381,7 +381,7 @@ async fn a_server_that_answers_but_keeps_the_connection_ends_clean_at_the_deadli
         (Outcome::Clean, Cause::App),
         "{report:?}"
     );
-    assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+    assert_eq!(report.code_received, Some(WireCode::Valid(1000)));
     assert_at_deadline(started.elapsed(), DEADLINE, "client");
     assert_eq!(m.closes("client", "app", "clean"), 1);
     m.assert_balanced("client");
@@ -411,8 +411,8 @@ async fn invalid_close_codes_from_the_peer_fail_with_1002<F: Flavor>() {
                 "{role} {code}: {report:?}"
             );
             assert_eq!(report.cause, Cause::Peer);
-            assert_eq!(report.code_received, Some(CloseCode::Invalid(None)));
-            assert_eq!(report.code_sent, Some(CloseCode::Valid(1002)));
+            assert_eq!(report.code_received, Some(WireCode::Invalid(None)));
+            assert_eq!(report.code_sent, Some(WireCode::Valid(1002)));
             assert_eq!(
                 report.reason_received, None,
                 "tungstenite's substitute is not the peer's"
@@ -466,7 +466,7 @@ async fn invalid_code_in_the_peers_reply_keeps_its_value<F: Flavor>() {
         let report = bounded(handle.closed()).await;
         assert_eq!(report.outcome, Outcome::ProtocolError, "{role}: {report:?}");
         assert_eq!(report.cause, Cause::App);
-        assert_eq!(report.code_received, Some(CloseCode::Invalid(Some(1005))));
+        assert_eq!(report.code_received, Some(WireCode::Invalid(Some(1005))));
         let rx = [
             ("role", r(role)),
             ("direction", "received"),
@@ -499,7 +499,7 @@ async fn valid_peer_codes_are_counted_under_their_code<F: Flavor>() {
             }
             let report = bounded(ws.handle().closed()).await;
             assert_eq!(report.outcome, Outcome::Clean, "{role} {code}: {report:?}");
-            assert_eq!(report.code_received, Some(CloseCode::Valid(code)));
+            assert_eq!(report.code_received, Some(WireCode::Valid(code)));
             let rx = [
                 ("role", r(role)),
                 ("direction", "received"),
@@ -638,7 +638,7 @@ async fn handshake_completes_when_nobody_reads<F: Flavor>() {
         // The receiver is held but never polled again.
         let report = bounded(rx.handle().close(1000, "")).await.unwrap();
         assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
-        assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.code_received, Some(WireCode::Valid(1000)));
     }
 }
 
@@ -770,7 +770,7 @@ async fn dropping_every_handle_closes_with_going_away<F: Flavor>() {
         let report = bounded(handle.closed()).await;
         assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
         assert_eq!(report.cause, Cause::App);
-        assert_eq!(report.code_sent, Some(CloseCode::Valid(1001)));
+        assert_eq!(report.code_sent, Some(WireCode::Valid(1001)));
         let sent = [
             ("role", r(role)),
             ("direction", "sent"),

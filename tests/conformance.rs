@@ -1,7 +1,7 @@
 //! Close-code conformance at the edges found by fuzzing (fuzz/fuzz_targets/close_payload.rs).
 //!
 //! The close-code table (docs/design.md, "Close codes") lists 1014 as the valid code `bad_gateway`. tungstenite 0.30 does not know it: its
-//! `CloseCode::from(1014)` is `Bad(1014)`, not allowed. What wsclose can and cannot do about that
+//! `tungstenite::CloseCode::from(1014)` is `Bad(1014)`, not allowed. What wsclose can and cannot do about that
 //! is pinned here, so a tungstenite release that learns 1014 makes these tests fail and the
 //! workaround and docs (docs/design.md, "Close codes") get revisited.
 
@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use wsclose::{Cause, CloseCode, Config, Outcome, Role};
+use wsclose::{Cause, Config, Outcome, Role, WireCode};
 
 use support::pairs::{BOTH, bounded, wrapped_and_raw};
 use support::recorder;
@@ -43,7 +43,7 @@ async fn a_peers_first_close_1014_is_lost_to_tungstenites_substitution() {
             (report.outcome, report.cause),
             (Outcome::ProtocolError, Cause::Peer)
         );
-        assert_eq!(report.code_received, Some(CloseCode::Invalid(None)));
+        assert_eq!(report.code_received, Some(WireCode::Invalid(None)));
         let rx = [
             ("role", role.as_str()),
             ("direction", "received"),
@@ -83,7 +83,7 @@ async fn a_1014_reply_to_our_close_is_counted_as_bad_gateway() {
             (Outcome::Clean, Cause::App),
             "{report:?}"
         );
-        assert_eq!(report.code_received, Some(CloseCode::Valid(1014)));
+        assert_eq!(report.code_received, Some(WireCode::Valid(1014)));
         let rx = [
             ("role", role.as_str()),
             ("direction", "received"),

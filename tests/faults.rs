@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-use wsclose::{Cause, CloseCode, Config, Outcome, Role};
+use wsclose::{Cause, Config, Outcome, Role, WireCode};
 
 use support::pairs::{BOTH, Tt, Ws, bounded};
 use support::proxy::{Direction, FaultProxy};
@@ -96,7 +96,7 @@ async fn delay_within_the_deadline_still_closes_clean() {
             (Outcome::Clean, Cause::App),
             "{role}: {report:?}"
         );
-        assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+        assert_eq!(report.code_received, Some(WireCode::Valid(1000)));
         // Close out and its reply back: two delays, inside the deadline.
         let took = report.close_duration.unwrap();
         assert!(took >= 2 * delay && took < deadline, "{role}: {took:?}");
@@ -155,7 +155,7 @@ async fn stalled_direction_times_out_at_the_deadline() {
                 (Outcome::Timeout, Cause::App),
                 "{role} {stalled:?}: {report:?}"
             );
-            assert_eq!(report.code_sent, Some(CloseCode::Valid(1001)));
+            assert_eq!(report.code_sent, Some(WireCode::Valid(1001)));
             assert_eq!(report.code_received, None);
             assert_at_deadline(took, deadline, format!("{role} {stalled:?}"));
             assert_eq!(closes(&m, role, "app", "timeout", "true"), 1);

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose::{Cause, CloseCode, Config, Outcome, Registry, Role};
+use wsclose::{Cause, Config, Outcome, Registry, Role, WireCode};
 
 use support::pairs::{bounded, wrapped_and_raw, wrapped_and_tt};
 use support::raw::OP_PING;
@@ -145,12 +145,12 @@ async fn a_client_that_ignores_the_close_is_terminated_as_a_straggler() {
         (
             Outcome::Timeout,
             Cause::Shutdown,
-            Some(CloseCode::Valid(1012))
+            Some(WireCode::Valid(1012))
         )
     );
     assert_eq!(
         good.report().unwrap().code_received,
-        Some(CloseCode::Valid(1012))
+        Some(WireCode::Valid(1012))
     );
     // The silent peer got the Close frame, then the transport was cut.
     let frames = silent_peer
@@ -259,7 +259,7 @@ async fn keepalive_closes_a_peer_that_stops_answering() {
         (Outcome::Timeout, Cause::Keepalive),
         "{report:?}"
     );
-    assert_eq!(report.code_sent, Some(CloseCode::Valid(1011)));
+    assert_eq!(report.code_sent, Some(WireCode::Valid(1011)));
     // The first ping goes out after `interval`; no pong within `timeout`: the end.
     assert_at_deadline(took, interval + timeout, "the keepalive close");
     assert_eq!(m.closes("server", "keepalive", "timeout"), 1);

@@ -18,7 +18,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose::{Cause, CloseCode, CloseReport, Config, Outcome};
+use wsclose::{Cause, CloseReport, Config, Outcome, WireCode};
 
 use support::pairs::bounded;
 use support::recorder::{self, Metrics};
@@ -241,7 +241,7 @@ async fn close_no_answer(peer: Peer) {
         (Outcome::Timeout, Cause::App),
         "{r:?}"
     );
-    assert_eq!(r.code_sent, Some(CloseCode::Valid(1000)));
+    assert_eq!(r.code_sent, Some(WireCode::Valid(1000)));
     assert_eq!(r.code_received, None);
     assert_at_deadline(r.close_duration.unwrap(), deadline, format!("{peer:?}"));
     assert_one_end(&s, "app", "timeout", "true");
@@ -259,9 +259,9 @@ async fn close_then_silent(peer: Peer) {
     };
     let r = &s.report;
     assert_eq!((r.outcome, r.cause), (Outcome::Clean, Cause::Peer), "{r:?}");
-    assert_eq!(r.code_received, Some(CloseCode::Valid(1000)));
+    assert_eq!(r.code_received, Some(WireCode::Valid(1000)));
     assert_eq!(r.reason_received.as_deref(), Some("bye"));
-    assert_eq!(r.code_sent, Some(CloseCode::Valid(1000)));
+    assert_eq!(r.code_sent, Some(WireCode::Valid(1000)));
     // The server ends its side at once; it does not wait for a peer that will never close TCP.
     assert!(r.close_duration.unwrap() < PROMPT, "{r:?}");
     assert_one_end(&s, "peer", "clean", "true");
@@ -301,8 +301,8 @@ async fn invalid_codes(peer: Peer) {
             (Outcome::ProtocolError, Cause::Peer),
             "{code}: {r:?}"
         );
-        assert_eq!(r.code_received, Some(CloseCode::Invalid(None)), "{code}");
-        assert_eq!(r.code_sent, Some(CloseCode::Valid(1002)), "{code}");
+        assert_eq!(r.code_received, Some(WireCode::Invalid(None)), "{code}");
+        assert_eq!(r.code_sent, Some(WireCode::Valid(1002)), "{code}");
         assert_one_end(&s, "peer", "protocol_error", "false");
         assert_eq!(
             frames(&s.m, "received", "invalid"),
@@ -330,7 +330,7 @@ async fn reason_124(peer: Peer) {
     );
     assert_eq!(
         (r.code_received, r.code_sent),
-        (None, Some(CloseCode::Valid(1002)))
+        (None, Some(WireCode::Valid(1002)))
     );
     assert_one_end(&s, "peer", "protocol_error", "false");
     assert_eq!(frames(&s.m, "sent", "protocol_error"), 1, "{}", s.m.dump());
@@ -362,7 +362,7 @@ async fn non_utf8_reason(peer: Peer) {
     );
     assert_eq!(
         (r.code_received, r.code_sent),
-        (None, Some(CloseCode::Valid(1007)))
+        (None, Some(WireCode::Valid(1007)))
     );
     assert_one_end(&s, "peer", "protocol_error", "false");
     assert_eq!(frames(&s.m, "sent", "invalid_payload"), 1, "{}", s.m.dump());
@@ -377,7 +377,7 @@ async fn flood_then_close(peer: Peer) {
     };
     let r = &s.report;
     assert_eq!((r.outcome, r.cause), (Outcome::Clean, Cause::Peer), "{r:?}");
-    assert_eq!(r.code_received, Some(CloseCode::Valid(1000)));
+    assert_eq!(r.code_received, Some(WireCode::Valid(1000)));
     assert_eq!(r.messages_dropped, 0);
     // Every message before the Close was read and echoed, and every echo reached the peer.
     assert_eq!(s.echoed, N);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose::{CloseCode, CloseReport, Config, Outcome, Role};
+use wsclose::{CloseReport, Config, Outcome, Role, WireCode};
 
 use support::pairs::{bounded, wrapped_and_raw};
 use support::raw::{Frame, RawPeer};
@@ -116,7 +116,7 @@ async fn one_race(tasks: usize, iteration: usize) {
     let code = closes[0].close_code();
     assert_eq!(
         last.code_sent,
-        Some(code.map_or(CloseCode::NoStatus, CloseCode::Valid))
+        Some(code.map_or(WireCode::NoStatus, WireCode::Valid))
     );
 }
 

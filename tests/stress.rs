@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsclose::{Cause, CloseCode, Config, Outcome, Registry, Role, State};
+use wsclose::{Cause, Config, Outcome, Registry, Role, State, WireCode};
 
 use support::pairs::{bounded, wrapped_and_raw, wrapped_and_tt};
 
@@ -201,7 +201,7 @@ async fn a_close_future_dropped_after_its_wake_up_still_ends_the_close_at_once()
         .await
         .expect("the close waited for its deadline after its caller went away");
     assert_eq!(report.outcome, Outcome::Clean);
-    assert_eq!(report.code_received, Some(CloseCode::Valid(1000)));
+    assert_eq!(report.code_received, Some(WireCode::Valid(1000)));
     drop(ws);
 }
 
@@ -257,7 +257,7 @@ async fn a_close_future_kept_while_the_peer_answers_ends_by_its_deadline() {
         .await
         .expect("the close waited past its deadline for a caller that kept its future");
     assert_eq!(report.outcome, Outcome::Clean);
-    assert_eq!(report.code_received, Some(CloseCode::Valid(1001)));
+    assert_eq!(report.code_received, Some(WireCode::Valid(1001)));
     assert!(report.close_duration.unwrap() < DEADLINE + LATE);
     assert_eq!(bounded(kept).await.unwrap(), report);
     drop(ws);
@@ -295,8 +295,8 @@ async fn closes_and_drops_from_std_threads_end_clean() {
         let report = bounded(h.closed()).await;
         let code = if drop_it { 1001 } else { 1000 };
         assert_eq!(report.outcome, Outcome::Clean, "{report:?}");
-        assert_eq!(report.code_sent, Some(CloseCode::Valid(code)));
-        assert_eq!(report.code_received, Some(CloseCode::Valid(code)));
+        assert_eq!(report.code_sent, Some(WireCode::Valid(code)));
+        assert_eq!(report.code_received, Some(WireCode::Valid(code)));
         assert_eq!(bounded(echo).await.unwrap(), vec![Some(code)]);
     }
 }
@@ -412,8 +412,8 @@ async fn a_malformed_close_frame_is_counted_as_received_invalid() {
         assert!(matches!(got, Some(Err(_))), "{got:?}");
         let report = bounded(ws.handle().closed()).await;
         assert_eq!(report.outcome, Outcome::ProtocolError);
-        assert_eq!(report.code_received, Some(CloseCode::Invalid(None)));
-        assert_eq!(report.code_sent, Some(CloseCode::Valid(1002)));
+        assert_eq!(report.code_received, Some(WireCode::Invalid(None)));
+        assert_eq!(report.code_sent, Some(WireCode::Valid(1002)));
         let received = metrics.counter(
             "websocket_close_frames_total",
             &[

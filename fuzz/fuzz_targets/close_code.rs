@@ -1,10 +1,10 @@
 //! Close-code classification and validation: for every code (and "no code"), the label is one
-//! of the fixed `CODE_LABELS`, and `CloseCode::from_wire`, `check_close_code` and `code_label`
+//! of the fixed `CODE_LABELS`, and `WireCode::from_wire`, `check_close_code` and `code_label`
 //! agree with each other and with RFC 6455 §7.4.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsclose::{CODE_LABELS, CloseCode, check_close_code, code_label};
+use wsclose::{CODE_LABELS, WireCode, check_close_code, code_label};
 
 fn rfc_allows(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
@@ -15,11 +15,11 @@ fuzz_target!(|input: (Option<u16>, u16)| {
     for c in [maybe, Some(code)] {
         let label = code_label(c);
         assert!(CODE_LABELS.contains(&label), "{c:?} -> {label}");
-        let wire = CloseCode::from_wire(c);
+        let wire = WireCode::from_wire(c);
         assert!(CODE_LABELS.contains(&wire.as_str()));
         match c {
             None => {
-                assert_eq!(wire, CloseCode::NoStatus);
+                assert_eq!(wire, WireCode::NoStatus);
                 assert_eq!(label, "no_status");
             }
             Some(c) => {
@@ -28,9 +28,9 @@ fuzz_target!(|input: (Option<u16>, u16)| {
                 assert_eq!(
                     wire,
                     if ok {
-                        CloseCode::Valid(c)
+                        WireCode::Valid(c)
                     } else {
-                        CloseCode::Invalid(Some(c))
+                        WireCode::Invalid(Some(c))
                     }
                 );
                 assert_eq!(wire.code(), Some(c));

@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
 use tokio_tungstenite::tungstenite::{Error, Message};
 use wsclose::{
-    CODE_LABELS, CloseCode, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason,
+    CODE_LABELS, WireCode, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason,
 };
 
 /// Codes RFC 6455 (and wsclose's `check_close_code`) allow but tungstenite 0.30 replaces with
@@ -78,7 +78,7 @@ fuzz_target!(|input: (bool, [u8; 4], &[u8])| {
         [hi, lo, ..] => Some(u16::from_be_bytes([*hi, *lo])),
         _ => None,
     };
-    let wire_class = CloseCode::from_wire(wire_code);
+    let wire_class = WireCode::from_wire(wire_code);
     assert!(CODE_LABELS.contains(&wire_class.as_str()));
     assert!(CODE_LABELS.contains(&code_label(wire_code)));
     check_reason(&String::from_utf8_lossy(
@@ -99,7 +99,7 @@ fuzz_target!(|input: (bool, [u8; 4], &[u8])| {
     match ws.read() {
         Ok(Message::Close(None)) => {
             assert!(payload.is_empty(), "an empty Close needs an empty payload");
-            assert_eq!(wire_class, CloseCode::NoStatus);
+            assert_eq!(wire_class, WireCode::NoStatus);
         }
         Ok(Message::Close(Some(f))) => {
             let got = u16::from(f.code);
@@ -107,7 +107,7 @@ fuzz_target!(|input: (bool, [u8; 4], &[u8])| {
             if check_close_code(code).is_ok() && !TUNGSTENITE_REFUSES.contains(&code) {
                 assert_eq!(got, code, "a valid code must come through unchanged");
                 assert_eq!(f.reason.as_bytes(), &payload[2..]);
-                assert_eq!(CloseCode::from_wire(Some(got)), CloseCode::Valid(code));
+                assert_eq!(WireCode::from_wire(Some(got)), WireCode::Valid(code));
             } else {
                 // The substitution wsclose's classifier recognises.
                 assert_eq!(
@@ -116,7 +116,7 @@ fuzz_target!(|input: (bool, [u8; 4], &[u8])| {
                     "wire code {code}"
                 );
                 if !TUNGSTENITE_REFUSES.contains(&code) {
-                    assert_eq!(wire_class, CloseCode::Invalid(Some(code)));
+                    assert_eq!(wire_class, WireCode::Invalid(Some(code)));
                 }
             }
             assert!(CODE_LABELS.contains(&code_label(Some(got))));

@@ -13,7 +13,7 @@ use tracing::Span;
 use crate::classify::{Verdict, received_code};
 use crate::code::sanitize_reason;
 use crate::deadline::Deadline;
-use crate::{Cause, CloseCode, CloseReport, Outcome, Role, State, Transport};
+use crate::{Cause, CloseReport, Outcome, Role, State, Transport, WireCode};
 
 use super::plan::Plan;
 use super::{Io, OutFrame, Shared};
@@ -25,8 +25,8 @@ pub(super) struct Closer<T: Transport> {
     shared: Arc<Shared<T>>,
     cause: Cause,
     started: Instant,
-    code_sent: Option<CloseCode>,
-    code_received: Option<CloseCode>,
+    code_sent: Option<WireCode>,
+    code_received: Option<WireCode>,
     reason_received: Option<String>,
     handshake_done: bool,
     close_attempted: bool,
@@ -38,7 +38,7 @@ pub(super) struct Closer<T: Transport> {
     /// The span the close task runs in, when it is enabled (set by `begin`).
     pub(super) close_span: Option<Span>,
     /// What is left to do of the plan (taken as it is done).
-    reply: Option<CloseCode>,
+    reply: Option<WireCode>,
     send: Option<OutFrame>,
     drain: bool,
     pub(super) deadline: Instant,
@@ -50,7 +50,7 @@ impl<T: Transport> Closer<T> {
             Some((code, reason)) => (Some(code), reason),
             None => (None, None),
         };
-        let invalid = matches!(code_received, Some(CloseCode::Invalid(_)));
+        let invalid = matches!(code_received, Some(WireCode::Invalid(_)));
         let started = Instant::now();
         let budget = plan.budget.unwrap_or(shared.config.close_timeout);
         let deadline = started + budget.min(shared.config.close_timeout);
@@ -155,7 +155,7 @@ impl<T: Transport> Closer<T> {
             io.t.send(msg).await.map_err(|e| self.fail(e))?;
             io.pending = 0;
             self.pending = 0;
-            self.code_sent = Some(frame.map_or(CloseCode::NoStatus, |(c, _)| CloseCode::Valid(c)));
+            self.code_sent = Some(frame.map_or(WireCode::NoStatus, |(c, _)| WireCode::Valid(c)));
         }
         if !self.drain || (self.handshake_done && self.shared.role == Role::Server) {
             return Ok(());
@@ -168,7 +168,7 @@ impl<T: Transport> Closer<T> {
                     if let Some(frame) = T::close_frame(&msg) {
                         if self.code_received.is_none() {
                             let code = received_code(frame, false);
-                            if matches!(code, CloseCode::Invalid(_)) {
+                            if matches!(code, WireCode::Invalid(_)) {
                                 self.preset.get_or_insert(Outcome::ProtocolError);
                                 self.error
                                     .get_or_insert_with(|| "invalid close code received".into());
@@ -215,7 +215,7 @@ impl<T: Transport> Closer<T> {
 
     fn fail(&mut self, err: T::WsError) -> Outcome {
         if T::is_malformed_close(&err) && self.code_received.is_none() {
-            self.code_received = Some(CloseCode::Invalid(None));
+            self.code_received = Some(WireCode::Invalid(None));
         }
         let outcome = match T::verdict(&err) {
             Verdict::Fatal { outcome, .. } => outcome,

@@ -12,7 +12,7 @@ use futures_util::task::AtomicWaker;
 use crate::classify::Verdict;
 use crate::error::Kind;
 use crate::gate::{CLOSED, OPEN};
-use crate::{Cause, CloseCode, Error, Outcome, State, Transport, telemetry};
+use crate::{Cause, Error, Outcome, State, Transport, WireCode, telemetry};
 
 use super::plan::{Plan, validate};
 use super::{Io, Shared, Slot};
@@ -113,7 +113,7 @@ impl<T: Transport> Shared<T> {
             } => {
                 let mut plan = Plan::failed(outcome, cause, reply, err.to_string());
                 if T::is_malformed_close(&err) {
-                    plan.received = Some((CloseCode::Invalid(None), None));
+                    plan.received = Some((WireCode::Invalid(None), None));
                 }
                 self.begin(slot, plan);
                 Error::new(Kind::Ended { outcome }).with_source(err)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::classify::received_code;
 use crate::code::{MAX_REASON_BYTES, check_close_code, sanitize_reason, truncate_utf8};
-use crate::{Cause, CloseCode, Error, Outcome};
+use crate::{Cause, Error, Outcome, WireCode};
 
 use super::OutFrame;
 
@@ -15,9 +15,9 @@ pub(super) struct Plan {
     /// Our Close frame, when we send one.
     pub(super) send: Option<OutFrame>,
     /// tungstenite already queued this reply to the peer's Close; flush it at once.
-    pub(super) reply: Option<CloseCode>,
+    pub(super) reply: Option<WireCode>,
     /// The peer's Close frame, when the application's reader saw it.
-    pub(super) received: Option<(CloseCode, Option<String>)>,
+    pub(super) received: Option<(WireCode, Option<String>)>,
     /// The outcome is already known (a fatal error began the close).
     pub(super) preset: Option<(Outcome, String)>,
     /// Read after sending, until the peer's Close or EOF.
@@ -43,12 +43,12 @@ impl Plan {
         let code = received_code(frame, true);
         // tungstenite echoes the (possibly substituted) frame back as its reply.
         let reply = match frame {
-            None => CloseCode::NoStatus,
-            Some((c, _)) => CloseCode::Valid(c),
+            None => WireCode::NoStatus,
+            Some((c, _)) => WireCode::Valid(c),
         };
         // A substituted frame carries tungstenite's reason, not the peer's: report none.
         let reason = match code {
-            CloseCode::Invalid(None) => None,
+            WireCode::Invalid(None) => None,
             _ => frame.map(|(_, r)| sanitize_reason(r)),
         };
         Plan {

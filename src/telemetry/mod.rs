@@ -12,7 +12,7 @@ use std::sync::Once;
 
 use tracing::{Level, Span};
 
-use crate::{CloseCode, CloseReport, Outcome, Role, State};
+use crate::{CloseReport, Outcome, Role, State, WireCode};
 
 #[cfg(test)]
 mod contract;
@@ -116,7 +116,7 @@ pub(crate) fn on_end(end: &End<'_>) {
     let r = end.report;
     let role = end.role.index();
     let outcome = r.outcome;
-    let frame = |direction: Direction, code: Option<CloseCode>| {
+    let frame = |direction: Direction, code: Option<WireCode>| {
         code.map(|code| {
             Update::new(
                 instrument::CLOSE_FRAMES,
@@ -164,8 +164,8 @@ pub(crate) fn on_end(end: &End<'_>) {
         record_close_span(span, r);
     }
     let outcome = outcome.as_str();
-    let code_sent = r.code_sent.map(CloseCode::as_str);
-    let code_received = r.code_received.map(CloseCode::as_str);
+    let code_sent = r.code_sent.map(WireCode::as_str);
+    let code_received = r.code_received.map(WireCode::as_str);
     let duration_ms = r.connection_duration.as_millis() as u64;
     macro_rules! end_event {
         ($level:expr) => {
@@ -178,7 +178,7 @@ pub(crate) fn on_end(end: &End<'_>) {
                 expected = r.outcome.is_expected(),
                 code_sent,
                 code_received,
-                code_received_value = r.code_received.and_then(CloseCode::code),
+                code_received_value = r.code_received.and_then(WireCode::code),
                 reason = r.reason_received.as_deref(),
                 state_before = %end.state_before,
                 close_attempted = end.close_attempted,

@@ -555,7 +555,7 @@ mod tests {
             assert_eq!(Label::Direction.value(d.index()), d.as_str());
         }
         for code in (0..=u16::MAX).map(Some).chain([None]) {
-            let c = crate::CloseCode::from_wire(code);
+            let c = crate::WireCode::from_wire(code);
             assert_eq!(Label::Code.value(c.label_index()), c.as_str());
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use wsclose::{Cause, CloseCode, Config, Outcome, Role};
+use wsclose::{Cause, Config, Outcome, Role, WireCode};
 
 use super::pairs::{Tt, bounded, wrapped_and_raw, wrapped_and_tt};
 
@@ -72,7 +72,7 @@ pub async fn run_all(role: Role) -> Counts {
     let report = bounded(ws.handle().closed()).await;
     assert_eq!(
         (report.outcome, report.cause, report.code_received),
-        (Outcome::Clean, Cause::Peer, Some(CloseCode::Valid(4001)))
+        (Outcome::Clean, Cause::Peer, Some(WireCode::Valid(4001)))
     );
     n.connections += 1;
 
