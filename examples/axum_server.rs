@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tracing_subscriber::EnvFilter;
 use wsclose::{Config, Registry};
 

@@ -39,6 +39,35 @@ pub fn check_close_code(code: u16) -> Result<(), crate::Error> {
         .map_err(|why| crate::Error::new(crate::error::Kind::InvalidCloseCode { code, why }))
 }
 
+/// A close code in a form `close` accepts: a `u16`, or tungstenite's
+/// [`CloseCode`](tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode).
+///
+/// Either way the code is checked the same ([`check_close_code`]) before anything is sent.
+///
+/// ```
+/// use wsclose::IntoCloseCode;
+/// use wsclose::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+///
+/// assert_eq!(1001.into_close_code(), 1001);
+/// assert_eq!(CloseCode::Normal.into_close_code(), 1000);
+/// ```
+pub trait IntoCloseCode {
+    /// The numeric code.
+    fn into_close_code(self) -> u16;
+}
+
+impl IntoCloseCode for u16 {
+    fn into_close_code(self) -> u16 {
+        self
+    }
+}
+
+impl IntoCloseCode for tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode {
+    fn into_close_code(self) -> u16 {
+        self.into()
+    }
+}
+
 /// Whether a code received from a peer is one the protocol allows on the wire.
 pub(crate) fn is_valid_received(code: u16) -> bool {
     check_outgoing(code).is_ok()

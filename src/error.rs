@@ -171,6 +171,48 @@ impl StdError for Error {
     }
 }
 
+/// For code written against tokio-tungstenite's error type (`?` in a function returning
+/// `tungstenite::Result`, or [`compat::WebSocketStream`](crate::compat::WebSocketStream)).
+///
+/// - the library's own error, when this one carries it (an error that ended the connection, a
+///   message refused with `WriteBufferFull`), is handed back as it was;
+/// - a send refused because the connection is closing is `Protocol(SendAfterClosing)`, and
+///   because it is closed `AlreadyClosed`, what tokio-tungstenite itself answers;
+/// - an I/O error underneath is `Io`;
+/// - anything else (a forbidden close code, a configuration error) is `Io` of kind
+///   `InvalidInput` (or `Other`) wrapping this error, so it can be downcast back.
+impl From<Error> for tokio_tungstenite::tungstenite::Error {
+    fn from(e: Error) -> Self {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        use tokio_tungstenite::tungstenite::error::ProtocolError;
+
+        match e.inner.kind {
+            Kind::Closed {
+                state: State::Closing(_),
+                ..
+            } => return WsError::Protocol(ProtocolError::SendAfterClosing),
+            Kind::Closed { .. } => return WsError::AlreadyClosed,
+            _ => {}
+        }
+        let Error { mut inner } = e;
+        if let Some(source) = inner.source.take() {
+            let source = match source.downcast::<WsError>() {
+                Ok(ws) => return *ws,
+                Err(other) => other,
+            };
+            match source.downcast::<std::io::Error>() {
+                Ok(io) => return WsError::Io(*io),
+                Err(other) => inner.source = Some(other),
+            }
+        }
+        let kind = match inner.kind {
+            Kind::InvalidCloseCode { .. } | Kind::Config { .. } => std::io::ErrorKind::InvalidInput,
+            _ => std::io::ErrorKind::Other,
+        };
+        WsError::Io(std::io::Error::new(kind, Error { inner }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,7 @@
 
 mod classify;
 mod code;
+pub mod compat;
 mod config;
 mod conn;
 mod deadline;
@@ -110,7 +111,9 @@ pub mod axum;
 
 pub mod guide;
 
-pub use code::{CODE_LABELS, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason};
+pub use code::{
+    CODE_LABELS, IntoCloseCode, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason,
+};
 pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
 pub use error::Error;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use wsclose::{Cause, Config, Outcome, Registry};

@@ -51,7 +51,7 @@ async fn drain_tt(peer: &mut support::pairs::Tt) -> Option<CloseFrame> {
 async fn clean_close_started_by_us<F: Flavor>() {
     for &role in F::ROLES {
         let (m, _g) = recorder::install();
-        let (ws, mut peer) = F::with_tt(role, &Config::new()).await;
+        let (mut ws, mut peer) = F::with_tt(role, &Config::new()).await;
         let peer_task = tokio::spawn(async move { drain_tt(&mut peer).await });
         let report = bounded(ws.close(1000, "bye")).await.unwrap();
         assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
@@ -176,13 +176,13 @@ async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
     let deadline = DEADLINE;
     // The first close on a runtime starts the runtime's deadline sweeper, a task that stays:
     // start it before counting tasks.
-    let (ws, raw) = F::with_raw(F::ROLES[0], &Config::new()).await;
+    let (mut ws, raw) = F::with_raw(F::ROLES[0], &Config::new()).await;
     drop(raw);
     let _ = bounded(ws.close(1000, "")).await;
     for &role in F::ROLES {
         let (m, _g) = recorder::install();
         let config = Config::new().with_close_timeout(deadline).unwrap();
-        let (ws, mut raw) = F::with_raw(role, &config).await;
+        let (mut ws, mut raw) = F::with_raw(role, &config).await;
         let tasks = tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks();
@@ -228,7 +228,7 @@ async fn a_shorter_deadline_begun_later_still_ends_on_time<F: Flavor>() {
         let (slow, slow_peer) = F::with_raw(role, &long).await;
         assert!(slow.handle().start_close(1000, "").unwrap());
         let config = Config::new().with_close_timeout(short).unwrap();
-        let (ws, _peer) = F::with_raw(role, &config).await;
+        let (mut ws, _peer) = F::with_raw(role, &config).await;
         let started = Instant::now();
         let report = bounded(ws.close(1000, "")).await.unwrap();
         let took = started.elapsed();
@@ -786,7 +786,7 @@ async fn a_cancelled_close_still_completes_in_its_own_task<F: Flavor>() {
         // The deadline is far beyond the caller's 50 ms wait, so that even a runtime thread kept
         // off the CPU for a while does not see the close end within the wait.
         let config = Config::new().with_close_timeout(DEADLINE).unwrap();
-        let (ws, mut raw) = F::with_raw(role, &config).await;
+        let (mut ws, mut raw) = F::with_raw(role, &config).await;
         let handle = ws.handle();
         // The peer never answers; the caller gives up waiting after 50 ms.
         let waited = tokio::time::timeout(Duration::from_millis(50), ws.close(1000, "")).await;

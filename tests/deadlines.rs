@@ -34,7 +34,7 @@ async fn closes_to_silent_peers_on_every_worker_end_at_their_own_deadline() {
     pairs.sort_by_key(|(timeout, _, _)| std::cmp::Reverse(*timeout));
     let started = Instant::now();
     let mut closes = JoinSet::new();
-    for (timeout, ws, silent) in pairs {
+    for (timeout, mut ws, silent) in pairs {
         closes.spawn(async move {
             let report = ws.close(1000, "").await.expect("valid code");
             drop(silent);

@@ -86,7 +86,7 @@ async fn delay_within_the_deadline_still_closes_clean() {
     for role in BOTH {
         let (m, _g) = recorder::install();
         let config = Config::new().with_close_timeout(deadline).unwrap();
-        let (ws, peer, proxy) = via_proxy(role, &config).await;
+        let (mut ws, peer, proxy) = via_proxy(role, &config).await;
         proxy.set_delay(outbound(role), delay);
         proxy.set_delay(inbound(role), delay);
         let peer = drain(peer);
@@ -113,7 +113,7 @@ async fn delay_past_the_deadline_times_out_at_the_deadline() {
     for role in BOTH {
         let (m, _g) = recorder::install();
         let config = Config::new().with_close_timeout(deadline).unwrap();
-        let (ws, peer, proxy) = via_proxy(role, &config).await;
+        let (mut ws, peer, proxy) = via_proxy(role, &config).await;
         // Our Close reaches the peer only long after the deadline, even if the deadline's timer
         // fires late: the reply cannot beat it.
         proxy.set_delay(outbound(role), 2 * (deadline + LATE));
@@ -144,7 +144,7 @@ async fn stalled_direction_times_out_at_the_deadline() {
         for stalled in [outbound(role), inbound(role)] {
             let (m, _g) = recorder::install();
             let config = Config::new().with_close_timeout(deadline).unwrap();
-            let (ws, peer, proxy) = via_proxy(role, &config).await;
+            let (mut ws, peer, proxy) = via_proxy(role, &config).await;
             proxy.stall(stalled);
             let peer = drain(peer);
             let started = Instant::now();
@@ -173,7 +173,7 @@ async fn cut_mid_close_handshake_is_peer_gone() {
         let (m, _g) = recorder::install();
         // The default 5 s close deadline.
         let config = Config::new();
-        let (ws, peer, proxy) = via_proxy(role, &config).await;
+        let (mut ws, peer, proxy) = via_proxy(role, &config).await;
         // Let 2 bytes of our Close frame through (its header), then cut the connection: the
         // peer never gets a whole Close, and we see the transport end.
         proxy.cut_after(outbound(role), 2);

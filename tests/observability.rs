@@ -123,7 +123,7 @@ async fn peer_gone_is_debug_and_errors_are_not_logged_as_warnings() {
 #[tokio::test]
 async fn redundant_close_is_logged_at_debug() {
     let (logs, _g) = logs::capture();
-    let (ws, raw) = wrapped_and_raw(Role::Server, &Config::new()).await;
+    let (mut ws, raw) = wrapped_and_raw(Role::Server, &Config::new()).await;
     drop(raw);
     let first = bounded(ws.close(1000, "")).await.unwrap();
     let second = bounded(ws.close(1000, "")).await.unwrap();

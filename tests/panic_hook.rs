@@ -31,7 +31,7 @@ fn the_timer_probe_is_quiet_and_other_panics_reach_the_previous_hook() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (ws, mut peer) = wrapped_and_tt(Role::Server, &Config::new()).await;
+        let (mut ws, mut peer) = wrapped_and_tt(Role::Server, &Config::new()).await;
         let peer = tokio::spawn(async move { while let Some(Ok(_)) = peer.next().await {} });
         let report = ws.close(1000, "bye").await.unwrap();
         assert_eq!(report.outcome, Outcome::Clean, "{report:?}");

@@ -22,7 +22,7 @@ async fn every_family_renders_with_help_and_buckets() {
     let _g = metrics::set_default_local_recorder(&recorder);
     wsclose::describe_metrics();
 
-    let (ws, mut peer) = wrapped_and_tt(Role::Server, &Config::new()).await;
+    let (mut ws, mut peer) = wrapped_and_tt(Role::Server, &Config::new()).await;
     tokio::spawn(async move { while let Some(Ok(_)) = peer.next().await {} });
     let report = bounded(ws.close(1000, "")).await.unwrap();
     bounded(ws.close(1000, "")).await.unwrap(); // redundant

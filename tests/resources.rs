@@ -20,7 +20,7 @@ async fn a_thousand_connections_leave_nothing_behind() {
     let (m, _g) = recorder::install();
     let rt = tokio::runtime::Handle::current();
     // Warm up once so lazily created runtime resources are not counted as leaks.
-    let (ws, peer) = wrapped_and_tt(Role::Server, &Config::new()).await;
+    let (mut ws, peer) = wrapped_and_tt(Role::Server, &Config::new()).await;
     drop(peer);
     bounded(ws.close(1000, "")).await.unwrap();
     let fds = open_fds();
@@ -36,7 +36,7 @@ async fn a_thousand_connections_leave_nothing_behind() {
             } else {
                 Role::Client
             };
-            let (ws, mut peer) = wrapped_and_tt(role, &Config::new()).await;
+            let (mut ws, mut peer) = wrapped_and_tt(role, &Config::new()).await;
             let handle = ws.handle();
             set.spawn(async move {
                 let peer_task = tokio::spawn(async move {

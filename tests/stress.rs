@@ -482,7 +482,7 @@ fn a_runtime_without_timers_never_panics() {
             .with_registry(registry.clone());
         for drop_it in [false, true] {
             // No `bounded` here: it needs a timer.
-            let (ws, mut peer) = wrapped_and_tt(Role::Server, &config).await;
+            let (mut ws, mut peer) = wrapped_and_tt(Role::Server, &config).await;
             let h = ws.handle();
             let peer = tokio::spawn(async move { while let Some(Ok(_)) = peer.next().await {} });
             let report = if drop_it {

@@ -72,7 +72,7 @@ async fn wave(listener: &TcpListener, n: usize, seed: usize) -> Vec<(Outcome, Ou
     }
     // Every connection is open at once here: the peak of the wave.
     let mut ends = JoinSet::new();
-    for (i, (server, client)) in servers.into_iter().zip(clients).enumerate() {
+    for (i, (server, mut client)) in servers.into_iter().zip(clients).enumerate() {
         let (sh, ch) = (server.handle(), client.handle());
         let mode = (i + seed) % 4;
         ends.spawn(async move {

@@ -58,7 +58,7 @@ async fn close_ws(l: &TcpListener, a: SocketAddr, server_first: bool) -> f64 {
     let (s, c) = pair_on(l, a).await;
     let (mut s, mut c) = (WebSocket::server(s), WebSocket::client(c));
     warm_up(&mut s, &mut c).await;
-    let (init, peer) = if server_first { (s, c) } else { (c, s) };
+    let (mut init, peer) = if server_first { (s, c) } else { (c, s) };
     let peer = tokio::spawn(read_to_end(peer));
     tokio::task::yield_now().await;
     let start = Instant::now();

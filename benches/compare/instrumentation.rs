@@ -125,7 +125,7 @@ async fn lifecycle_batch(n: usize) -> f64 {
     }
     let start = Timer::start(Clock::Thread);
     for (s, c) in ps {
-        let s = WebSocket::server(s);
+        let mut s = WebSocket::server(s);
         let peer = tokio::spawn(read_to_end(c));
         let report = s.close(1000, "").await.expect("valid code");
         debug_assert_eq!(report.outcome, wsclose::Outcome::Clean);

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::code::{MAX_REASON_BYTES, truncate_utf8};
 use crate::gate::OPEN;
-use crate::{Cause, CloseReport, Error, Role, State, Transport};
+use crate::{Cause, CloseReport, Error, IntoCloseCode, Role, State, Transport};
 
 use super::plan::{Plan, validate};
 use super::{OutFrame, Shared};
@@ -87,7 +87,8 @@ impl Handle {
     /// sent, and every caller gets the same report. A call on a connection already closing
     /// or closed sends nothing, counts as a redundant close and returns the final report.
     ///
-    /// `reason` is cut to 123 bytes at a character boundary.
+    /// `code` is a `u16` or tungstenite's `CloseCode`; `reason` is cut to 123 bytes at a
+    /// character boundary.
     ///
     /// # Errors
     ///
@@ -102,8 +103,12 @@ impl Handle {
     /// kept without being polled, it can delay the close until the deadline (or a shutdown's
     /// terminate), never beyond: the close ends within the deadline whatever happens to this
     /// future.
-    pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
-        let frame = validate(Some((code, reason)))?;
+    pub async fn close(
+        &self,
+        code: impl IntoCloseCode,
+        reason: &str,
+    ) -> Result<CloseReport, Error> {
+        let frame = validate(Some((code.into_close_code(), reason)))?;
         self.ctl.clone().request_close(Cause::App, frame);
         Ok(self.ctl.clone().close_driven().await)
     }
@@ -114,8 +119,8 @@ impl Handle {
     /// # Errors
     ///
     /// As [`close`](Self::close).
-    pub fn start_close(&self, code: u16, reason: &str) -> Result<bool, Error> {
-        self.start_close_with_cause(Cause::App, code, reason)
+    pub fn start_close(&self, code: impl IntoCloseCode, reason: &str) -> Result<bool, Error> {
+        self.start_close_with_cause(Cause::App, code.into_close_code(), reason)
     }
 
     pub(crate) fn start_close_with_cause(

@@ -97,6 +97,17 @@ impl Plan {
 /// How long a keepalive close may try to put its Close frame on the wire.
 const KEEPALIVE_CLOSE_BUDGET: Duration = Duration::from_millis(250);
 
+/// [`validate`] for tokio-tungstenite's form of a Close frame.
+pub(super) fn validate_frame(
+    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) -> Result<OutFrame, Error> {
+    validate(
+        frame
+            .as_ref()
+            .map(|f| (u16::from(f.code), f.reason.as_str())),
+    )
+}
+
 /// Checks an application-supplied Close frame: refuses forbidden codes, cuts the reason.
 pub(super) fn validate(frame: Option<(u16, &str)>) -> Result<OutFrame, Error> {
     match frame {

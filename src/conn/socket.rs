@@ -6,11 +6,13 @@ use std::task::{Context, Poll};
 
 use futures_util::{Sink, Stream};
 
-use crate::{Cause, CloseReport, Config, Error, Role, State, Transport};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use super::Shared;
+use crate::{Cause, CloseReport, Config, Error, IntoCloseCode, Role, State, Transport};
+
 use super::handle::Handle;
-use super::plan::{Plan, validate};
+use super::plan::{Plan, validate, validate_frame};
+use super::{OutFrame, Shared};
 
 /// Ends the connection with `1001 going away` when the last application handle
 /// ([`WebSocket`], [`Sender`], [`Receiver`]) is dropped without a close.
@@ -116,7 +118,13 @@ impl<T: Transport> WebSocket<T> {
         )
     }
 
-    /// Closes the connection and waits for the end; see [`Handle::close`].
+    /// Closes the connection with `code` and `reason` and waits for the end, at most the close
+    /// deadline; see [`Handle::close`].
+    ///
+    /// `code` is a `u16` or tungstenite's `CloseCode` (`CloseCode::Normal`). The returned future
+    /// does not borrow the connection. This method takes `&mut self` so that it is the one
+    /// `ws.close(…)` calls even with `SinkExt` in scope (whose argument-less `close` is the same
+    /// idempotent close, with no code).
     ///
     /// # Errors
     ///
@@ -125,12 +133,73 @@ impl<T: Transport> WebSocket<T> {
     /// # Cancel safety
     ///
     /// Cancel safe.
-    pub async fn close(&self, code: u16, reason: &str) -> Result<CloseReport, Error> {
-        // As `Handle::close`, without the handle's boxed, type-erased future.
-        let frame = validate(Some((code, reason)))?;
-        let shared = self.shared();
-        shared.request_close(Cause::App, frame);
-        Ok(shared.clone().close_driven().await)
+    pub fn close<C: IntoCloseCode>(
+        &mut self,
+        code: C,
+        reason: &str,
+    ) -> impl Future<Output = Result<CloseReport, Error>> + Send + use<T, C> {
+        close_owned(
+            self.shared().clone(),
+            validate(Some((code.into_close_code(), reason))),
+        )
+    }
+
+    /// [`close`](Self::close) with tokio-tungstenite's argument: `None` sends a Close frame
+    /// without a status code, `Some(frame)` the frame's code and reason (checked as `close`
+    /// checks them).
+    ///
+    /// ```no_run
+    /// # async fn run(mut ws: wsclose::WebSocket<wsclose::tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>) {
+    /// // Was: ws.close(None).await
+    /// let report = ws.close_with(None).await.unwrap();
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`close`](Self::close).
+    pub fn close_with(
+        &mut self,
+        frame: Option<CloseFrame>,
+    ) -> impl Future<Output = Result<CloseReport, Error>> + Send + use<T> {
+        close_owned(self.shared().clone(), validate_frame(frame))
+    }
+
+    /// The next message, as axum's `WebSocket::recv`: `StreamExt::next`, as a method.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is never lost to a dropped `recv`.
+    pub async fn recv(&mut self) -> Option<Result<T::Message, Error>> {
+        futures_util::StreamExt::next(self).await
+    }
+
+    /// Sends a message, as axum's `WebSocket::send`: `SinkExt::send`, as a method (the same
+    /// one with `SinkExt` in scope). A send on a closing or closed connection is refused with
+    /// [`Error::is_closed`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]: refused after a close, or the connection ended.
+    pub async fn send(&mut self, msg: T::Message) -> Result<(), Error> {
+        futures_util::SinkExt::send(self, msg).await
+    }
+
+    /// Runs `f` on the wrapped connection of the WebSocket library (tokio-tungstenite's
+    /// `WebSocketStream`, axum's `WebSocket`, …) while no close has begun: the peer address,
+    /// TLS details, the negotiated subprotocol. `None` once a close has begun, because the close
+    /// owns the transport from then on.
+    ///
+    /// `f` runs under this connection's lock: keep it short, and do not call into this
+    /// connection from it (its halves and handles included), which would deadlock.
+    ///
+    /// ```no_run
+    /// # fn run(ws: wsclose::WebSocket<wsclose::tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>) {
+    /// let peer = ws.with_inner(|s| s.get_ref().peer_addr().ok()).flatten();
+    /// # }
+    /// ```
+    pub fn with_inner<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.shared().gate.lock().as_ref().map(|io| f(&io.t))
     }
 
     /// The current state.
@@ -206,6 +275,43 @@ impl<T: Transport> Sender<T> {
     pub fn handle(&self) -> Handle {
         Handle::new(self.owner.0.clone())
     }
+
+    /// As [`WebSocket::close`].
+    ///
+    /// # Errors
+    ///
+    /// A forbidden `code` ([`Error::is_invalid_close_code`]); nothing is sent.
+    pub fn close<C: IntoCloseCode>(
+        &mut self,
+        code: C,
+        reason: &str,
+    ) -> impl Future<Output = Result<CloseReport, Error>> + Send + use<T, C> {
+        close_owned(
+            self.owner.0.clone(),
+            validate(Some((code.into_close_code(), reason))),
+        )
+    }
+
+    /// As [`WebSocket::close_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`close`](Self::close).
+    pub fn close_with(
+        &mut self,
+        frame: Option<CloseFrame>,
+    ) -> impl Future<Output = Result<CloseReport, Error>> + Send + use<T> {
+        close_owned(self.owner.0.clone(), validate_frame(frame))
+    }
+
+    /// As [`WebSocket::send`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]: refused after a close, or the connection ended.
+    pub async fn send(&mut self, msg: T::Message) -> Result<(), Error> {
+        futures_util::SinkExt::send(self, msg).await
+    }
 }
 
 sink_impl!(Sender);
@@ -227,6 +333,32 @@ impl<T: Transport> Receiver<T> {
     /// A cloneable handle for closing and watching the connection.
     pub fn handle(&self) -> Handle {
         Handle::new(self.owner.0.clone())
+    }
+
+    /// As [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Option<Result<T::Message, Error>> {
+        futures_util::StreamExt::next(self).await
+    }
+}
+
+/// The close of [`WebSocket::close`] and [`Sender::close`]: it owns what it needs, so the
+/// connection is not borrowed while it runs, and begins the close on its first poll.
+async fn close_owned<T: Transport>(
+    shared: Arc<Shared<T>>,
+    frame: Result<OutFrame, Error>,
+) -> Result<CloseReport, Error> {
+    // As `Handle::close`, without the handle's boxed, type-erased future.
+    let frame = frame?;
+    shared.request_close(Cause::App, frame);
+    Ok(shared.close_driven().await)
+}
+
+#[cfg(feature = "axum")]
+impl WebSocket<axum::extract::ws::WebSocket> {
+    /// The subprotocol the upgrade negotiated, as axum's `WebSocket::protocol` (a copy). `None`
+    /// also once a close has begun; see [`with_inner`](Self::with_inner).
+    pub fn protocol(&self) -> Option<axum::http::HeaderValue> {
+        self.with_inner(|ws| ws.protocol().cloned()).flatten()
     }
 }
 

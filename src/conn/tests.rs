@@ -85,7 +85,7 @@ async fn a_connection_closed_by_its_peer_is_freed() {
 #[tokio::test]
 async fn a_close_ended_by_its_caller_does_not_wake_the_caller_again() {
     let (mut server, client) = duplex_pair().await;
-    let ws = WebSocket::client(client);
+    let mut ws = WebSocket::client(client);
     let count = Arc::new(Count::default());
     let waker = Waker::from(count.clone());
     let mut cx = Context::from_waker(&waker);

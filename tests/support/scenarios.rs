@@ -80,7 +80,7 @@ pub async fn run_all(role: Role) -> Counts {
     let config = Config::new()
         .with_close_timeout(Duration::from_millis(200))
         .unwrap();
-    let (ws, raw) = wrapped_and_raw(role, &config).await;
+    let (mut ws, raw) = wrapped_and_raw(role, &config).await;
     let report = bounded(ws.close(1001, "")).await.unwrap();
     assert_eq!(report.outcome, Outcome::Timeout);
     drop(raw);
