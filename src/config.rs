@@ -32,6 +32,7 @@ pub struct Config {
     /// (max, jitter)
     pub(crate) max_lifetime: Option<(Duration, Duration)>,
     pub(crate) lifetime_code: u16,
+    pub(crate) handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -43,6 +44,7 @@ impl Default for Config {
             keepalive: None,
             max_lifetime: None,
             lifetime_code: 1001,
+            handshake_timeout: Config::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }

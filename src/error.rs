@@ -41,6 +41,11 @@ pub(crate) enum Kind {
     Rejected,
     /// A configuration value out of range.
     Config { what: &'static str, why: String },
+    /// The opening handshake ended otherwise than `accepted`.
+    Handshake {
+        outcome: crate::HandshakeOutcome,
+        status: Option<u16>,
+    },
 }
 
 impl Error {
@@ -91,6 +96,24 @@ impl Error {
     /// stays open (tungstenite's `WriteBufferFull`).
     pub fn is_rejected(&self) -> bool {
         matches!(self.inner.kind, Kind::Rejected)
+    }
+
+    /// How the opening handshake ended, when it did not end `accepted` (the connection was never
+    /// open): `rejected`, `failed` or `timeout`.
+    pub fn handshake(&self) -> Option<crate::HandshakeOutcome> {
+        match self.inner.kind {
+            Kind::Handshake { outcome, .. } => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status answered instead of the upgrade, for a `rejected` handshake (the server's
+    /// own refusal, or the status a client received).
+    pub fn status(&self) -> Option<u16> {
+        match self.inner.kind {
+            Kind::Handshake { status, .. } => status,
+            _ => None,
+        }
     }
 
     /// The connection's outcome when this error is about an ended connection.
@@ -150,6 +173,14 @@ impl fmt::Display for Error {
             Kind::Ended { outcome } => write!(f, "the connection ended: {outcome}"),
             Kind::Rejected => f.write_str("message refused; the connection stays open"),
             Kind::Config { what, why } => write!(f, "invalid configuration for {what}: {why}"),
+            Kind::Handshake {
+                outcome,
+                status: Some(status),
+            } => write!(f, "websocket handshake {outcome}: HTTP {status}"),
+            Kind::Handshake {
+                outcome,
+                status: None,
+            } => write!(f, "websocket handshake {outcome}"),
         }
     }
 }

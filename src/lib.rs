@@ -91,6 +91,7 @@ mod conn;
 mod deadline;
 mod error;
 mod gate;
+mod handshake;
 mod registry;
 mod sync;
 mod taxonomy;
@@ -117,6 +118,7 @@ pub use code::{
 pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
 pub use error::Error;
+pub use handshake::{HandshakeOutcome, reject};
 pub use registry::{Registry, ShutdownReport, shutdown_signal};
 pub use taxonomy::{Cause, CloseReport, Outcome, Role, State, WireCode};
 pub use telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};

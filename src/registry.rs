@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +69,63 @@ struct Inner {
     /// when no shutdown runs, so that a registry drained long ago keeps nothing.
     late: Mutex<Option<Vec<Handle>>>,
     last_report: Mutex<Option<ShutdownReport>>,
+    /// Opening handshakes in flight ([`HandshakeGuard`]s alive).
+    connecting: AtomicUsize,
+    /// Upgrades refused with 503, and handshakes cut, since the last shutdown began.
+    refused: AtomicUsize,
+    cut_count: AtomicUsize,
+    /// Set while a shutdown cuts the handshakes still in flight at the end of its grace
+    /// period, with their wake-up.
+    cutting: AtomicBool,
+    cut: Notify,
+}
+
+/// An opening handshake in flight under a registry: counted while any clone lives, refused
+/// during a drain, cut when a drain's grace period ends.
+#[derive(Clone)]
+pub(crate) struct HandshakeGuard(Arc<Ticket>);
+
+struct Ticket(Registry);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let inner = &self.0.inner;
+        if inner.connecting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            inner.emptied.notify_waiters();
+        }
+    }
+}
+
+impl HandshakeGuard {
+    /// Whether the upgrade must be refused (a drain runs); counts the refusal.
+    pub(crate) fn refuse_if_draining(&self) -> bool {
+        let registry = &self.0.0;
+        if !registry.is_draining() {
+            return false;
+        }
+        registry.inner.refused.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Counts a handshake ended by [`cut`](Self::cut).
+    pub(crate) fn count_cut(&self) {
+        self.0.0.inner.cut_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Resolves when a shutdown's grace period ends with this handshake still in flight.
+    pub(crate) fn cut(&self) -> impl Future<Output = ()> + Send + 'static {
+        let registry = self.0.0.clone();
+        async move {
+            loop {
+                let mut cut = std::pin::pin!(registry.inner.cut.notified());
+                cut.as_mut().enable();
+                if registry.inner.cutting.load(Ordering::Acquire) {
+                    return;
+                }
+                cut.await;
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Registry {
@@ -94,6 +151,19 @@ impl Registry {
     /// Whether no connection is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Opening handshakes in flight ([`Config::accept`](crate::Config::accept) and
+    /// [`Config::accept_with`](crate::Config::accept_with) with this registry): connections in
+    /// the `Connecting` phase.
+    pub fn connecting(&self) -> usize {
+        self.inner.connecting.load(Ordering::Acquire)
+    }
+
+    /// Counts a handshake in flight until the guard (and its clones) are dropped.
+    pub(crate) fn handshake_started(&self) -> HandshakeGuard {
+        self.inner.connecting.fetch_add(1, Ordering::AcqRel);
+        HandshakeGuard(Arc::new(Ticket(self.clone())))
     }
 
     /// Whether a shutdown has started. Connections wrapped from then on are closed at once
@@ -154,8 +224,13 @@ impl Registry {
     /// then terminates the stragglers (their transport is dropped, outcome `timeout`). Ends are
     /// counted with `cause="shutdown"` (a connection already closing keeps its own cause).
     ///
-    /// From the moment it is called, newly wrapped connections are closed at once with `code`.
-    /// It returns when every connection it knew of, and every one wrapped meanwhile, has ended.
+    /// From the moment it is called, newly wrapped connections are closed at once with `code`,
+    /// and upgrades run by [`Config::accept`](crate::Config::accept) with this registry are
+    /// refused with `503 Service Unavailable` when their request arrives (a handshake already
+    /// answered completes and its connection is closed with `code` right after). It returns when
+    /// every connection it knew of, every one wrapped meanwhile, and every handshake in flight
+    /// has ended; handshakes still waiting for their request when the grace period ends are
+    /// cut (outcome `timeout`).
     ///
     /// # Errors
     ///
@@ -178,6 +253,8 @@ impl Registry {
         let deadline = started + grace;
         self.inner.drain_code.store(code, Ordering::Release);
         self.late().get_or_insert_with(Vec::new);
+        self.inner.refused.store(0, Ordering::Relaxed);
+        self.inner.cut_count.store(0, Ordering::Relaxed);
         self.inner.draining.store(true, Ordering::Release);
 
         // Every connection is either in this snapshot, or wrapped after `draining` was set and
@@ -191,10 +268,16 @@ impl Registry {
         loop {
             let mut emptied = std::pin::pin!(self.inner.emptied.notified());
             emptied.as_mut().enable();
-            if self.is_empty() {
+            if self.is_empty() && self.connecting() == 0 {
                 break;
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline && !self.inner.cutting.load(Ordering::Acquire) {
+                // Handshakes still in flight: their peers sent no complete request in the whole
+                // grace period. Cut them (once); they end as they are next polled.
+                self.inner.cutting.store(true, Ordering::Release);
+                self.inner.cut.notify_waiters();
+            }
+            if Instant::now() >= deadline && !self.is_empty() {
                 let live = self.handles();
                 for h in &live {
                     if h.report().is_none() {
@@ -210,11 +293,16 @@ impl Registry {
                 while ends.next().await.is_some() {}
                 continue;
             }
+            if Instant::now() >= deadline {
+                emptied.await; // only cut handshakes are left: wait for them to drop
+                continue;
+            }
             tokio::select! {
                 _ = emptied => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+        self.inner.cutting.store(false, Ordering::Release);
 
         let mut seen: HashMap<u64, Handle> = begun.into_iter().map(|h| (h.id(), h)).collect();
         // From here on, connections wrapped with this registry are closed at once as before,
@@ -232,6 +320,8 @@ impl Registry {
             connections: seen.len(),
             outcomes,
             stragglers,
+            handshakes_refused: self.inner.refused.load(Ordering::Relaxed),
+            handshakes_cut: self.inner.cut_count.load(Ordering::Relaxed),
             elapsed: started.elapsed(),
         };
         telemetry::on_shutdown_complete(&report);
@@ -284,6 +374,10 @@ pub struct ShutdownReport {
     pub outcomes: BTreeMap<Outcome, usize>,
     /// Connections still not closed at the end of the grace period, terminated.
     pub stragglers: usize,
+    /// Upgrades refused with 503 because they arrived during the drain.
+    pub handshakes_refused: usize,
+    /// Handshakes still without a complete request at the end of the grace period, cut.
+    pub handshakes_cut: usize,
     /// From the call to the last connection ended.
     pub elapsed: Duration,
 }
@@ -306,7 +400,15 @@ impl fmt::Display for ShutdownReport {
         for (outcome, n) in &self.outcomes {
             write!(f, ", {outcome} {n}")?;
         }
-        write!(f, ", stragglers terminated {}", self.stragglers)
+        write!(f, ", stragglers terminated {}", self.stragglers)?;
+        if self.handshakes_refused + self.handshakes_cut > 0 {
+            write!(
+                f,
+                ", handshakes refused {}, cut {}",
+                self.handshakes_refused, self.handshakes_cut
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -350,6 +452,8 @@ mod tests {
             connections: 3,
             outcomes: BTreeMap::from([(Outcome::Clean, 2), (Outcome::Timeout, 1)]),
             stragglers: 1,
+            handshakes_refused: 0,
+            handshakes_cut: 0,
             elapsed: Duration::from_millis(1500),
         };
         assert_eq!(

@@ -18,6 +18,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use wsclose::{Cause, CloseReport, Config, Outcome, WireCode};
 
 use support::pairs::bounded;
@@ -417,6 +419,46 @@ async fn slow_reader(peer: Peer) {
     assert_one_end(&s, "app", "timeout", "true");
 }
 
+/// The server refuses the upgrade with 403 through `accept_with`: the real client sees the
+/// status (Python: `InvalidStatus`; Node: `unexpected-response`), the server a `rejected`
+/// handshake with that status, once.
+#[allow(clippy::result_large_err)] // tungstenite's `Callback` returns its `ErrorResponse` by value
+async fn refused_upgrade(peer: Peer) {
+    let mut cmd = match peer_command(peer) {
+        Ok(cmd) => cmd,
+        Err(why) if std::env::var_os("WSCLOSE_REQUIRE_PEERS").is_none() => {
+            eprintln!("SKIPPED: {peer:?} peer unavailable ({why})");
+            return;
+        }
+        Err(why) => panic!("{peer:?} peer unavailable and WSCLOSE_REQUIRE_PEERS is set: {why}"),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let refuse = |_: &Request, _: Response| {
+            Err(wsclose::reject(StatusCode::FORBIDDEN, "token required"))
+        };
+        Config::new().accept_with(tcp, refuse).await.map(|_| ())
+    });
+    cmd.arg(format!("ws://{addr}/"))
+        .arg("expect-refusal")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn peer");
+    let output = bounded(child.wait_with_output()).await.unwrap();
+    let err = bounded(server).await.unwrap().unwrap_err();
+    assert_eq!(err.handshake(), Some(wsclose::HandshakeOutcome::Rejected));
+    assert_eq!(err.status(), Some(403));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.lines().any(|l| l == "result status=403"),
+        "{peer:?} said: {text}"
+    );
+}
+
 macro_rules! peer_tests {
     ($($name:ident => $body:expr;)*) => {
         mod python {
@@ -441,4 +483,5 @@ peer_tests! {
     non_utf8_reason_is_1007 => non_utf8_reason;
     flood_of_messages_then_close => flood_then_close;
     slow_reader_fills_the_send_buffer_during_close => slow_reader;
+    a_refused_upgrade_shows_its_status => refused_upgrade;
 }

@@ -32,6 +32,21 @@ function stopReading(ws) {
   ws._socket.pause();
 }
 
+if (scenario === 'expect-refusal') {
+  // The upgrade is expected to be refused: print the HTTP status received.
+  const probe = new WebSocket(url);
+  probe.on('unexpected-response', (_req, res) => {
+    console.log(`result status=${res.statusCode}`);
+    process.exit(0);
+  });
+  probe.on('open', () => {
+    console.log('result status=101');
+    process.exit(0);
+  });
+  probe.on('error', () => {});
+  return;
+}
+
 const ws = new WebSocket(url, { maxPayload: 0 });
 let echoes = 0;
 let closeCode = 'none';

@@ -13,7 +13,7 @@ import struct
 import sys
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
 def close_frame(payload):
@@ -102,5 +102,17 @@ async def main(url, scenario, arg):
     print("result close_code=%s" % close_code(ws), flush=True)
 
 
+async def expect_refusal(url):
+    """Connects and expects the upgrade to be refused: prints the HTTP status it got."""
+    try:
+        async with connect(url, ping_interval=None):
+            print("result status=101", flush=True)
+    except InvalidStatus as e:
+        print("result status=%d" % e.response.status_code, flush=True)
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
+    if sys.argv[2] == "expect-refusal":
+        asyncio.run(expect_refusal(sys.argv[1]))
+    else:
+        asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

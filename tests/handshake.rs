@@ -1,0 +1,381 @@
+//! The opening handshake run by the crate: bounded, classified, refused during a drain.
+//!
+//! Peers are real sockets: tokio-tungstenite clients and servers, and raw TCP peers that send
+//! half a request (slowloris) or a malformed one.
+
+// tungstenite's `Callback` signature returns its `ErrorResponse` by value.
+#![allow(clippy::result_large_err)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tracing::Level;
+use wsclose::{Config, HandshakeOutcome, Outcome, Registry, State};
+
+use support::logs;
+use support::pairs::bounded;
+
+/// Half an upgrade request: the request line and one header, never the blank line.
+const HALF_REQUEST: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// Reads until the server closes the socket; returns what it sent. Bounded.
+async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = bounded(tcp.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slowloris_peer_ends_at_the_deadline_as_timeout_and_its_socket_is_released() {
+    let (logs, _g) = logs::capture();
+    let (listener, addr) = listener().await;
+    let config = Config::new()
+        .with_handshake_timeout(Duration::from_millis(200))
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        config.accept(tcp).await
+    });
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    peer.write_all(HALF_REQUEST).await.unwrap();
+    let err = bounded(server).await.unwrap().unwrap_err();
+    assert_eq!(err.handshake(), Some(HandshakeOutcome::Timeout), "{err}");
+    assert_eq!(err.status(), None);
+    // The server dropped its end: the peer reads EOF, with no answer.
+    assert_eq!(read_to_close(&mut peer).await, b"");
+    let ends = logs.with_message("websocket handshake ended");
+    assert_eq!(ends.len(), 1, "{:?}", logs.records());
+    assert_eq!(ends[0].level, Level::DEBUG);
+    assert_eq!(ends[0].field("outcome"), Some("timeout"));
+}
+
+/// 1,000 stalled peers hold 1,000 handshakes; a normal upgrade goes through meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_slowloris_peers_do_not_delay_a_normal_upgrade() {
+    const STALLED: usize = 1000;
+    let (listener, addr) = listener().await;
+    let registry = Registry::new();
+    let config = Config::new()
+        .with_registry(registry.clone())
+        .with_handshake_timeout(Duration::from_secs(60))
+        .unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let config = config.clone();
+                let accepted = accepted.clone();
+                tasks.spawn(async move {
+                    if let Ok(mut ws) = config.accept(tcp).await {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        while let Some(Ok(_)) = ws.next().await {}
+                    }
+                });
+            }
+        })
+    };
+    let mut stalled = Vec::with_capacity(STALLED);
+    for _ in 0..STALLED {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(HALF_REQUEST).await.unwrap();
+        stalled.push(tcp);
+    }
+    // Every stalled peer is in the Connecting phase before the normal client arrives.
+    bounded(async {
+        while registry.connecting() < STALLED {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let (mut client, response) = bounded(tokio_tungstenite::connect_async(format!("ws://{addr}/")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        registry.connecting(),
+        STALLED,
+        "the stalled handshakes are still waiting (60 s deadline), the normal one is through"
+    );
+    client.close(None).await.unwrap();
+    drop(stalled);
+    bounded(async {
+        while registry.connecting() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_malformed_upgrade_fails_and_is_logged_at_warn() {
+    let (logs, _g) = logs::capture();
+    let (listener, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        Config::new().accept(tcp).await
+    });
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    // A plain GET: no Upgrade, no Sec-WebSocket-Key.
+    peer.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let err = bounded(server).await.unwrap().unwrap_err();
+    assert_eq!(err.handshake(), Some(HandshakeOutcome::Failed), "{err}");
+    let warns = logs.at_level(Level::WARN);
+    assert_eq!(warns.len(), 1, "{:?}", logs.records());
+    assert_eq!(warns[0].field("outcome"), Some("failed"));
+    assert!(warns[0].field("error").is_some());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_peer_gone_mid_handshake_fails_quietly() {
+    let (logs, _g) = logs::capture();
+    let (listener, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        Config::new().accept(tcp).await
+    });
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    peer.write_all(HALF_REQUEST).await.unwrap();
+    drop(peer);
+    let err = bounded(server).await.unwrap().unwrap_err();
+    assert_eq!(err.handshake(), Some(HandshakeOutcome::Failed), "{err}");
+    assert!(
+        logs.at_level(Level::WARN).is_empty(),
+        "{:?}",
+        logs.records()
+    );
+    assert_eq!(logs.with_message("websocket handshake ended").len(), 1);
+}
+
+/// The application refuses an upgrade through its callback; both sides see the status.
+#[tokio::test]
+async fn a_refused_upgrade_is_answered_with_its_status_and_seen_by_the_client() {
+    let (listener, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let auth = |req: &Request, resp: Response| {
+            if req.headers().contains_key("authorization") {
+                Ok(resp)
+            } else {
+                Err(wsclose::reject(StatusCode::FORBIDDEN, "token required"))
+            }
+        };
+        Config::new().accept_with(tcp, auth).await
+    });
+    let err = bounded(Config::new().connect(format!("ws://{addr}/ws")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.handshake(), Some(HandshakeOutcome::Rejected), "{err}");
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.to_string(), "websocket handshake rejected: HTTP 403");
+    let server_err = bounded(server).await.unwrap().unwrap_err();
+    assert_eq!(server_err.handshake(), Some(HandshakeOutcome::Rejected));
+    assert_eq!(server_err.status(), Some(403));
+}
+
+#[tokio::test]
+async fn connect_and_accept_open_wrapped_connections_and_a_bad_config_is_refused() {
+    let (listener, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = Config::new().accept(tcp).await.unwrap();
+        assert_eq!(ws.state(), State::Open);
+        while let Some(Ok(_)) = ws.next().await {}
+        ws.report().unwrap()
+    });
+    let (mut ws, response) = bounded(Config::new().connect(format!("ws://{addr}/")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let report = bounded(ws.close(1000, "bye")).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert_eq!(bounded(server).await.unwrap().outcome, Outcome::Clean);
+
+    for bad in [Duration::ZERO, Duration::from_secs(601)] {
+        let err = Config::new().with_handshake_timeout(bad).unwrap_err();
+        assert!(err.is_config(), "{err}");
+    }
+}
+
+/// A client whose server never answers ends at its own handshake deadline.
+#[tokio::test]
+async fn a_client_handshake_to_a_silent_server_times_out() {
+    let (listener, addr) = listener().await;
+    let hold = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(tcp);
+    });
+    let config = Config::new()
+        .with_handshake_timeout(Duration::from_millis(200))
+        .unwrap();
+    let err = bounded(config.connect(format!("ws://{addr}/")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.handshake(), Some(HandshakeOutcome::Timeout), "{err}");
+    hold.abort();
+}
+
+/// 1,000 clients upgrading while a drain starts: every one gets an answer, either
+/// `503` or the upgrade followed by a Close 1001; none is reset without one. The report counts
+/// both kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_during_a_drain_are_all_answered_and_counted() {
+    const CLIENTS: usize = 1000;
+    let (listener, addr) = listener().await;
+    let registry = Registry::new();
+    let config = Config::new().with_registry(registry.clone());
+    let server = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let config = config.clone();
+            tokio::spawn(async move {
+                if let Ok(mut ws) = config.accept(tcp).await {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            });
+        }
+    });
+    // Every client is connected (its TCP accepted) before the drain; they send their upgrade
+    // requests as the drain starts.
+    let go = Arc::new(tokio::sync::Barrier::new(CLIENTS + 1));
+    let mut clients = JoinSet::new();
+    for _ in 0..CLIENTS {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let go = go.clone();
+        clients.spawn(async move {
+            go.wait().await;
+            let request = format!("ws://{addr}/");
+            match tokio_tungstenite::client_async(request, tcp).await {
+                Ok((mut ws, _)) => match bounded(ws.next()).await {
+                    Some(Ok(msg)) if msg.is_close() => {
+                        let code = match msg {
+                            tokio_tungstenite::tungstenite::Message::Close(Some(f)) => {
+                                u16::from(f.code)
+                            }
+                            _ => 0,
+                        };
+                        assert_eq!(code, 1001);
+                        "closed 1001"
+                    }
+                    other => panic!("upgraded, then {other:?}"),
+                },
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+                    "refused 503"
+                }
+                Err(e) => panic!("no answer: {e}"),
+            }
+        });
+    }
+    bounded(async {
+        while registry.connecting() < CLIENTS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let shutdown = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.shutdown(1001, Duration::from_secs(20)).await })
+    };
+    go.wait().await;
+    let mut refused = 0;
+    let mut closed = 0;
+    while let Some(r) = bounded(clients.join_next()).await {
+        match r.unwrap() {
+            "refused 503" => refused += 1,
+            _ => closed += 1,
+        }
+    }
+    let report = bounded(shutdown).await.unwrap().unwrap();
+    assert_eq!(refused + closed, CLIENTS);
+    assert_eq!(report.handshakes_refused, refused, "{report}");
+    assert_eq!(report.connections, closed, "{report}");
+    assert_eq!(report.handshakes_cut, 0, "{report}");
+    assert_eq!(registry.connecting(), 0);
+    server.abort();
+}
+
+/// A drain's grace period ends with handshakes still waiting for their request: they are cut,
+/// and the report says how many.
+#[tokio::test]
+async fn a_drain_cuts_handshakes_that_never_send_their_request() {
+    let (listener, addr) = listener().await;
+    let registry = Registry::new();
+    let config = Config::new().with_registry(registry.clone());
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = {
+        let outcomes = outcomes.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let config = config.clone();
+                let outcomes = outcomes.clone();
+                tokio::spawn(async move {
+                    let end = config.accept(tcp).await.map(|_| ()).unwrap_err();
+                    outcomes.lock().unwrap().push(end.handshake());
+                });
+            }
+        })
+    };
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(HALF_REQUEST).await.unwrap();
+        stalled.push(tcp);
+    }
+    bounded(async {
+        while registry.connecting() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let report = bounded(registry.shutdown(1001, Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(report.handshakes_cut, 3, "{report}");
+    assert_eq!(registry.connecting(), 0);
+    assert!(
+        report.to_string().ends_with("handshakes refused 0, cut 3"),
+        "{report}"
+    );
+    bounded(async {
+        while outcomes.lock().unwrap().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|o| *o == Some(HandshakeOutcome::Timeout))
+    );
+    for mut tcp in stalled {
+        assert_eq!(read_to_close(&mut tcp).await, b"", "cut without an answer");
+    }
+    server.abort();
+}
