@@ -379,3 +379,124 @@ async fn a_drain_cuts_handshakes_that_never_send_their_request() {
     }
     server.abort();
 }
+
+/// axum upgrades through `Config::on_upgrade` and `Config::reject_upgrade`.
+#[cfg(feature = "axum")]
+mod axum_upgrades {
+    use axum::Router;
+    use axum::extract::State;
+    use axum::extract::ws::WebSocketUpgrade;
+    use axum::http::HeaderMap;
+    use axum::response::Response;
+    use axum::routing::get;
+
+    use super::*;
+
+    async fn handler(
+        State(config): State<Config>,
+        headers: HeaderMap,
+        upgrade: WebSocketUpgrade,
+    ) -> Response {
+        if !headers.contains_key("authorization") {
+            return config.reject_upgrade(axum::http::StatusCode::TOO_MANY_REQUESTS, "slow down");
+        }
+        config.on_upgrade(upgrade, |mut ws| async move {
+            while let Some(Ok(msg)) = ws.recv().await {
+                if ws.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    async fn serve(config: Config) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let (listener, addr) = listener().await;
+        let app = Router::new().route("/ws", get(handler)).with_state(config);
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (addr, server)
+    }
+
+    fn request(
+        addr: SocketAddr,
+        auth: bool,
+    ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        if auth {
+            req.headers_mut()
+                .insert("authorization", "token".parse().unwrap());
+        }
+        req
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_axum_upgrade_is_accepted_refused_or_refused_during_a_drain() {
+        let (logs, _g) = logs::capture();
+        let registry = Registry::new();
+        let (addr, server) = serve(Config::new().with_registry(registry.clone())).await;
+
+        // Accepted: an echo through the wrapped socket.
+        let (mut ws, _) = bounded(Config::new().connect(request(addr, true)))
+            .await
+            .unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
+            .await
+            .unwrap();
+        assert_eq!(
+            bounded(ws.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .to_text()
+                .unwrap(),
+            "hi"
+        );
+        assert_eq!(registry.len(), 1);
+
+        // Refused by the application: the client sees 429.
+        let err = bounded(Config::new().connect(request(addr, false)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(429), "{err}");
+
+        // During a drain: 503, counted in the report; the open connection gets 1001.
+        let shutdown = {
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.shutdown(1001, Duration::from_secs(10)).await })
+        };
+        while let Some(Ok(_)) = bounded(ws.recv()).await {}
+        let report = ws.report().unwrap();
+        assert_eq!(report.code_received, Some(wsclose::WireCode::Valid(1001)));
+        let err = bounded(Config::new().connect(request(addr, true)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(503), "{err}");
+        let report = bounded(shutdown).await.unwrap().unwrap();
+        assert_eq!(report.connections, 1, "{report}");
+        let refused_late = registry.connecting();
+        assert_eq!(refused_late, 0);
+
+        let server_ends: Vec<_> = logs
+            .with_message("websocket handshake ended")
+            .into_iter()
+            .filter(|r| r.field("role") == Some("server"))
+            .map(|r| {
+                (
+                    r.field("outcome").unwrap().to_owned(),
+                    r.field("status").map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(
+            server_ends,
+            [
+                ("accepted".to_owned(), None),
+                ("rejected".to_owned(), Some("429".to_owned())),
+                ("rejected".to_owned(), Some("503".to_owned())),
+            ],
+            "{:?}",
+            logs.records()
+        );
+        server.abort();
+    }
+}

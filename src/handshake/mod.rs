@@ -31,6 +31,9 @@ use crate::error::Kind;
 use crate::registry::HandshakeGuard;
 use crate::{Config, Error, Role, WebSocket};
 
+#[cfg(feature = "axum")]
+mod axum;
+
 /// The reason body of a refusal during a drain.
 const DRAIN_BODY: &str = "server shutting down";
 
@@ -363,8 +366,21 @@ fn record(
     started: Instant,
     error: Option<&WsError>,
 ) {
-    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
     let warn = outcome == HandshakeOutcome::Failed && !error.is_some_and(peer_went_away);
+    let error = error.map(|e| e as &(dyn std::error::Error + 'static));
+    log_end(role, outcome, status, started, error, warn);
+}
+
+/// The one log event of a handshake's end.
+fn log_end(
+    role: Role,
+    outcome: HandshakeOutcome,
+    status: Option<u16>,
+    started: Instant,
+    error: Option<&(dyn std::error::Error + 'static)>,
+    warn: bool,
+) {
+    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
     let error = error.map(tracing::field::display);
     if warn {
         tracing::warn!(target: "wsclose", role = role.as_str(), outcome = outcome.as_str(), status, duration_ms, error, "websocket handshake failed");
