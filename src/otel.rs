@@ -54,8 +54,8 @@
 //! # Traces
 //!
 //! Spans and events are plain `tracing` (target `wsclose`, level DEBUG): a `websocket` span
-//! per connection (`conn_id`, `role`, `peer`), a `websocket.close` child span around the close
-//! (attributes `websocket.close.outcome`, `.cause`, `.code.sent`, `.code.received`,
+//! per connection (`conn_id`, `role`, `peer`, and `labels`, the static labels), a
+//! `websocket.close` child span around the close (attributes `websocket.close.outcome`, `.cause`, `.code.sent`, `.code.received`,
 //! `error.type`, and an error status when the end is unexpected), and the end event. Add a
 //! `tracing_opentelemetry` layer that lets `wsclose=debug` through to export them; see
 //! `examples/otlp.rs`.

@@ -109,8 +109,8 @@ impl LabelSet {
         Ok(intern(&labels))
     }
 
-    /// Whether the series of `role` with this set exist (created at 0) already; creates them
-    /// with `zero` when not. Runs `zero` once per role and set, whoever asks first.
+    /// Creates the series of `role` with this set at 0 by running `zero`, unless that has been
+    /// done: once per role and set in the process, whoever asks first.
     pub(crate) fn zero_once(&'static self, role: Role, zero: impl FnOnce()) {
         self.zeroed[role.index()].call_once(zero);
     }
