@@ -123,7 +123,10 @@ async fn code_generic_over_tungstenites_types_takes_a_wrapped_connection() {
     drain_tt(&mut peer).await;
     assert_eq!(bounded(server).await.unwrap().unwrap(), 3);
     let report = bounded(handle.closed()).await;
-    assert_eq!((report.outcome, report.cause), (Outcome::Clean, Cause::Peer));
+    assert_eq!(
+        (report.outcome, report.cause),
+        (Outcome::Clean, Cause::Peer)
+    );
 }
 
 #[tokio::test]
