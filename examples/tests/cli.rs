@@ -195,10 +195,9 @@ fn start_demo() -> (Killed, SocketAddr) {
     let guard = Killed(Some(child));
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end: a closed pipe would make the demo's next table print fail.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let first = rx.recv_timeout(PATIENCE).expect("the demo's first line");
@@ -282,4 +281,35 @@ async fn the_echo_server_answers_malformed_close_commands() {
     let a = addr.to_string();
     let _echo = start(ECHO, &["--listen", &a, "--metrics", "127.0.0.1:0"], addr);
     malformed_commands_are_answered(addr).await;
+}
+
+/// `--server-only` serves a person at typing speed: nothing ends the connection after the fleet's
+/// 6 s maximum lifetime (the mode's own keepalive pings are answered by the reading client).
+#[tokio::test]
+async fn the_demo_server_only_keeps_a_slow_typist_connected() {
+    let (_demo, addr) = start_demo();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+        .await
+        .expect("handshake");
+    // Longer than the fleet's lifetime (6 s) plus its jitter (2 s), reading all the while.
+    let quiet = tokio::time::Instant::now() + Duration::from_secs(9);
+    loop {
+        match tokio::time::timeout_at(quiet, ws.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(other) => panic!("the server ended or spoke first: {other:?}"),
+        }
+    }
+    ws.send(Message::text("!close 4001 bye"))
+        .await
+        .expect("send");
+    let frame = loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected the server's Close, got {other:?}"),
+        }
+    };
+    assert_eq!(frame.expect("a close frame").code, CloseCode::from(4001));
 }
