@@ -225,7 +225,8 @@ async fn main() -> Result<(), BoxError> {
             std::process::exit(1);
         }
     };
-    tracing::info!(listen = %args.listen, "echo server ready, exporting over OTLP/HTTP");
+    let listen = listener.local_addr()?;
+    tracing::info!(%listen, "echo server ready, exporting over OTLP/HTTP");
     tokio::select! {
         result = accept_loop(listener, Config::new()) => result?,
         // SIGTERM (what a service manager sends) or Ctrl-C: a clean shutdown, exit 0.

@@ -26,14 +26,23 @@ fn run(bin: &str, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let guard = Killed(Some(child));
+    run_to_end(Killed(Some(child)))
+}
+
+/// Waits for the process to exit and collects its output; kills it after `PATIENCE`.
+fn run_to_end(guard: Killed) -> Output {
     let id = guard.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(guard.into_output());
     });
-    rx.recv_timeout(PATIENCE)
-        .unwrap_or_else(|_| panic!("{bin} {args:?} (pid {id}) did not exit within {PATIENCE:?}"))
+    rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+        // The guard is in the waiting thread: stop the process by its PID.
+        let _ = Command::new("kill")
+            .args(["-KILL", &id.to_string()])
+            .status();
+        panic!("pid {id} did not exit within {PATIENCE:?}")
+    })
 }
 
 /// A child process, killed (by its own handle) and reaped when dropped.
@@ -312,4 +321,49 @@ async fn the_demo_server_only_keeps_a_slow_typist_connected() {
         }
     };
     assert_eq!(frame.expect("a close frame").code, CloseCode::from(4001));
+}
+
+/// The otlp example stops on SIGTERM as on Ctrl-C: it exports what is pending and exits 0.
+#[cfg(feature = "otel")]
+#[test]
+fn the_otlp_example_exits_0_on_sigterm() {
+    let otlp = env!("CARGO_BIN_EXE_otlp");
+    // Port 9 (discard) refuses the exports: the exporter logs that, the shutdown still succeeds.
+    let mut child = Command::new(otlp)
+        .args(["--listen", "127.0.0.1:0", "--otlp", "http://127.0.0.1:9"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("piped");
+    let guard = Killed(Some(child));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("echo server ready")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        log.push(rx.recv_timeout(left).expect("the ready line"));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &guard.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = run_to_end(guard);
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    log.extend(rx.try_iter());
+    assert!(
+        log.iter().any(|l| l.contains("stopping")),
+        "no clean-stop line in {log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains('\u{1b}')),
+        "colour codes in {log:?}"
+    );
 }
