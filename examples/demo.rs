@@ -439,3 +439,27 @@ async fn run(args: Args) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_says_when_nothing_has_closed_yet() {
+        let mut stats = Stats::default();
+        let table = stats.table(1);
+        assert!(table.contains("no closes yet"), "{table}");
+        assert!(!table.contains("0.00 ms"), "{table}");
+        stats.ends.insert((Cause::Peer, Outcome::Clean), 1);
+        let table = stats.table(0);
+        assert!(table.contains("no closes timed yet"), "{table}");
+        stats.close_ms.push(1.5);
+        let table = stats.table(0);
+        assert!(
+            table.contains("p50 1.50 ms, p99 1.50 ms (1 close)"),
+            "{table}"
+        );
+        assert_eq!(stats.ends_with(Cause::Peer), 1);
+        assert_eq!(stats.ends_with(Cause::Shutdown), 0);
+    }
+}
