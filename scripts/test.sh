@@ -132,6 +132,7 @@ step "loom model of the close gate" \
 step "autobahn (both roles, vs raw tokio-tungstenite)" scripts/autobahn.sh
 step "fuzz (20 s per target)" scripts/fuzz.sh 20
 step "dashboards, rules and runbook" scripts/check-dashboards.sh
+step "first unexpected close seen by a real Prometheus (series from the start)" scripts/e2e-first-close.sh
 step "the demo (10 s run, /metrics, graceful shutdown)" scripts/demo-check.sh
 step "alerting end to end (Prometheus, Alertmanager, webhook, demo)" scripts/e2e-alerts.sh
 step "benchmark smoke run (every compare line)" scripts/bench-smoke.sh
