@@ -4,12 +4,14 @@
 //! Run it with:
 //!
 //! ```sh
-//! cargo run --example axum_server --features axum -- --listen 127.0.0.1:3000
+//! cargo run -p wsclose-examples --bin axum_server --features axum -- --listen 127.0.0.1:3000
 //! ```
 //!
-//! Then connect to `ws://127.0.0.1:3000/ws` (text and binary are echoed; `!close CODE [REASON]`
-//! makes the server close), read `http://127.0.0.1:3000/metrics`, and stop it with Ctrl-C or
-//! SIGTERM: connected clients receive Close 1001 and the shutdown report is logged.
+//! It listens on `127.0.0.1:3000` unless given `--listen ADDR`. Connect to
+//! `ws://127.0.0.1:3000/ws` (text and binary are echoed; `!close CODE [REASON]` makes the server
+//! close, a malformed command is answered with an `error: …` text message), read
+//! `http://127.0.0.1:3000/metrics`, and stop it with Ctrl-C or SIGTERM: connected clients
+//! receive Close 1001 and the shutdown report is printed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,22 +21,24 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::StreamExt;
-use tracing_subscriber::EnvFilter;
 use wsclose::{Config, Registry};
+use wsclose_examples::{bind_websocket, close_command, fail, refused, usage_exit};
+
+const USAGE: &str = "usage: axum_server [--listen ADDR]";
 
 async fn serve_socket(socket: WebSocket, config: Config) {
     let mut ws = config.server(socket);
     while let Some(Ok(msg)) = ws.next().await {
         let reply = match msg {
-            Message::Text(ref text) if text.starts_with("!close") => {
-                let mut parts = text.splitn(3, ' ').skip(1);
-                let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
-                match ws.close(code, parts.next().unwrap_or("")).await {
+            Message::Text(ref text) => match close_command(text) {
+                Some(Ok((code, reason))) => match ws.close(code, reason).await {
                     Ok(_) => break,
-                    Err(e) => Message::Text(format!("error: {e}").into()),
-                }
-            }
-            Message::Text(_) | Message::Binary(_) => msg,
+                    Err(e) => Message::Text(refused(&e).into()),
+                },
+                Some(Err(e)) => Message::Text(e.into()),
+                None => msg,
+            },
+            Message::Binary(_) => msg,
             _ => continue,
         };
         if ws.send(reply).await.is_err() {
@@ -44,26 +48,34 @@ async fn serve_socket(socket: WebSocket, config: Config) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wsclose=debug".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+async fn main() {
     let listen: SocketAddr = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => "127.0.0.1:3000".parse()?,
-        [flag, addr] if flag == "--listen" => addr.parse()?,
-        _ => {
-            eprintln!("usage: axum_server [--listen ADDR]");
-            std::process::exit(2);
-        }
+        [] => "127.0.0.1:3000".parse().expect("valid default"),
+        [flag] if flag == "-h" || flag == "--help" => usage_exit(USAGE, None),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => addr,
+            Err(e) => usage_exit(USAGE, Some(&format!("--listen {addr:?}: {e}"))),
+        },
+        _ => usage_exit(USAGE, Some("unknown arguments")),
     };
+    wsclose_examples::init_logging("info,wsclose=debug");
+    if let Err(e) = run(listen).await {
+        fail(&e);
+    }
+}
 
-    let metrics = wsclose::prometheus::install_recorder()?;
+async fn run(listen: SocketAddr) -> Result<(), String> {
+    let listener = bind_websocket("axum_server", listen).await?;
+    let fatal = |e: &dyn std::fmt::Display| format!("axum_server: {e}");
+    let metrics = wsclose::prometheus::install_recorder().map_err(|e| fatal(&e))?;
     let registry = Registry::new();
     let config = Config::new()
         .with_registry(registry.clone())
         .with_keepalive(
             Config::DEFAULT_KEEPALIVE_INTERVAL,
             Config::DEFAULT_KEEPALIVE_TIMEOUT,
-        )?;
+        )
+        .map_err(|e| fatal(&e))?;
 
     let app = Router::new()
         .route(
@@ -82,12 +94,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(move || std::future::ready(metrics.render())),
         );
 
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "serving /ws and /metrics");
+    let listen = listener.local_addr().map_err(|e| fatal(&e))?;
+    tracing::info!("serving ws://{listen}/ws and http://{listen}/metrics");
     let shutdown = registry.graceful(wsclose::shutdown_signal(), 1001, Duration::from_secs(10));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await
+        .map_err(|e| fatal(&e))?;
     if let Some(report) = registry.last_report() {
         println!("shutdown: {report}");
     }

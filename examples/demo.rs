@@ -4,21 +4,25 @@
 //! Run it with:
 //!
 //! ```sh
-//! cargo run --release --example demo
-//! cargo run --release --example demo -- --duration 30 --clients 40
-//! cargo run --release --example demo -- --server-only   # for external clients
+//! cargo run --release -p wsclose-examples --bin demo
+//! cargo run --release -p wsclose-examples --bin demo -- --duration 30 --clients 40
+//! cargo run --release -p wsclose-examples --bin demo -- --server-only   # for external clients
 //! ```
 //!
 //! Flags: `--listen ADDR` (default `127.0.0.1:9001`), `--metrics ADDR` (default
 //! `127.0.0.1:9898`, serves `/metrics`), `--clients N` (default 24), `--duration SECS` (run that
 //! long, then shut down gracefully and exit 0; without it, run until SIGTERM or Ctrl-C), and
-//! `--server-only` (no fleet), `--healthy` (only the scenarios a healthy service sees: no
-//! silent peers, keepalive timeouts or protocol errors; used by the alerting end-to-end test).
+//! `--server-only` (no fleet, and production timings so that a person can type at a client:
+//! 20 s / 20 s keepalive, no maximum lifetime, 5 s close deadline), `--healthy` (only the
+//! scenarios a healthy service sees: no silent peers, keepalive timeouts or protocol errors;
+//! used by the alerting end-to-end test). Port 0 picks a free port; the first line printed
+//! names the address actually bound.
 //!
 //! The server echoes text and binary messages and understands two control messages:
 //! `!close CODE [REASON]` (the server closes with that code and reason) and `!race` (the server
 //! starts a close and sends at once, twice: one send refused as send-after-close, one close
-//! counted as redundant).
+//! counted as redundant). A malformed `!close` (no code, not a number) and a code wsclose
+//! refuses (e.g. 1005) are answered with an `error: …` text message; the connection stays open.
 //!
 //! The fleet's scenarios, and what the server records for each (cause / outcome):
 //!
@@ -45,12 +49,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tracing_subscriber::EnvFilter;
 use wsclose::{Cause, CloseReport, Config, Outcome, Registry};
+use wsclose_examples::{
+    bind_websocket, close_command, count, fail, refused, serve_metrics, usage_exit,
+};
 
 struct Args {
     listen: SocketAddr,
@@ -61,7 +67,8 @@ struct Args {
     healthy: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// The arguments, or `Err(None)` for `--help`, `Err(Some(error))` for a bad one.
+fn parse_args() -> Result<Args, Option<String>> {
     let mut args = Args {
         listen: "127.0.0.1:9001".parse().expect("valid default"),
         metrics: "127.0.0.1:9898".parse().expect("valid default"),
@@ -72,23 +79,36 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| Some(format!("{flag} needs a value")))
+        };
         match flag.as_str() {
-            "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--listen" => {
+                args.listen = value()?
+                    .parse()
+                    .map_err(|e| Some(format!("--listen: {e}")))?
+            }
             "--metrics" => {
-                args.metrics = value()?.parse().map_err(|e| format!("--metrics: {e}"))?
+                args.metrics = value()?
+                    .parse()
+                    .map_err(|e| Some(format!("--metrics: {e}")))?
             }
             "--clients" => {
-                args.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?
+                args.clients = value()?
+                    .parse()
+                    .map_err(|e| Some(format!("--clients: {e}")))?
             }
             "--duration" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--duration: {e}"))?;
+                let secs: f64 = value()?
+                    .parse()
+                    .map_err(|e| Some(format!("--duration: {e}")))?;
                 args.duration = Some(Duration::from_secs_f64(secs));
             }
             "--server-only" => args.server_only = true,
             "--healthy" => args.healthy = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            "-h" | "--help" => return Err(None),
+            other => return Err(Some(format!("unknown argument {other:?}"))),
         }
     }
     Ok(args)
@@ -112,37 +132,40 @@ impl Stats {
     }
 
     fn table(&mut self, active: usize) -> String {
+        if self.ends.is_empty() {
+            return format!("\n  no closes yet | active connections {active}\n");
+        }
         let mut out = String::from("\n  cause      outcome          ends\n");
         for ((cause, outcome), n) in &self.ends {
             out += &format!("  {:<10} {:<15} {n:>6}\n", cause.as_str(), outcome.as_str());
         }
         self.close_ms.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            let v = &self.close_ms;
-            if v.is_empty() {
-                0.0
-            } else {
-                v[((v.len() - 1) as f64 * p).round() as usize]
-            }
+        let v = &self.close_ms;
+        let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        out += &if v.is_empty() {
+            format!("  close latency: no closes timed yet | active connections {active}\n")
+        } else {
+            format!(
+                "  close latency p50 {:.2} ms, p99 {:.2} ms ({}) | active connections {active}\n",
+                pct(0.50),
+                pct(0.99),
+                count(v.len(), "close")
+            )
         };
-        out += &format!(
-            "  close latency p50 {:.2} ms, p99 {:.2} ms ({} closes) | active connections {active}\n",
-            pct(0.50),
-            pct(0.99),
-            self.close_ms.len()
-        );
         out
+    }
+
+    /// Ends recorded with `cause`.
+    fn ends_with(&self, cause: Cause) -> u64 {
+        self.ends
+            .iter()
+            .filter(|((c, _), _)| *c == cause)
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
 type SharedStats = Arc<Mutex<Stats>>;
-
-/// `!close CODE [REASON]`.
-fn close_command(text: &str) -> Option<(u16, &str)> {
-    let rest = text.strip_prefix("!close ")?;
-    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-    Some((code.parse().ok()?, reason))
-}
 
 async fn serve(tcp: TcpStream, config: Config, stats: SharedStats) {
     let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
@@ -162,10 +185,11 @@ async fn serve(tcp: TcpStream, config: Config, stats: SharedStats) {
                 continue;
             }
             Message::Text(t) => match close_command(t) {
-                Some((code, reason)) => match handle.start_close(code, reason) {
+                Some(Ok((code, reason))) => match handle.start_close(code, reason) {
                     Ok(_) => continue,
-                    Err(e) => Message::text(format!("error: {e}")),
+                    Err(e) => Message::text(refused(&e)),
                 },
+                Some(Err(e)) => Message::text(e),
                 None => msg,
             },
             Message::Binary(_) => msg,
@@ -287,40 +311,59 @@ async fn fleet(id: usize, addr: SocketAddr, long: Duration, stop: Arc<AtomicBool
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
     let args = match parse_args() {
         Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
+        Err(error) => usage_exit(USAGE, error.as_deref()),
     };
     // The table is the demo's output; logs go to stderr. `RUST_LOG=wsclose=debug` shows one
     // event per end (WARN for unexpected ones, which the default hides here).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wsclose=error".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    wsclose_examples::init_logging("info,wsclose=error");
+    if let Err(e) = run(args).await {
+        fail(&e);
+    }
+}
 
-    wsclose::prometheus::install(args.metrics)?;
-    let listener = TcpListener::bind(args.listen).await?;
+async fn run(args: Args) -> Result<(), String> {
+    let listener = bind_websocket("demo", args.listen).await?;
+    serve_metrics("demo", args.metrics)?;
+    let listen = listener.local_addr().map_err(|e| format!("demo: {e}"))?;
     let registry = Registry::new();
-    // Short timings so every path shows within seconds (production: 5 s close, 20 s / 20 s
-    // keepalive, lifetime just under the platform's request limit).
-    let lifetime = Duration::from_secs(6);
-    let config = Config::new()
-        .with_registry(registry.clone())
-        .with_close_timeout(Duration::from_secs(1))?
-        .with_keepalive(Duration::from_secs(1), Duration::from_secs(1))?
-        .with_max_lifetime(lifetime, Duration::from_secs(2))?;
+    let (config, lifetime) = if args.server_only {
+        // A person types at the client: production timings, no lifetime cap.
+        let config = Config::new()
+            .with_registry(registry.clone())
+            .with_keepalive(
+                Config::DEFAULT_KEEPALIVE_INTERVAL,
+                Config::DEFAULT_KEEPALIVE_TIMEOUT,
+            )
+            .map_err(|e| format!("demo: {e}"))?;
+        (config, None)
+    } else {
+        // Short timings so every path shows within seconds (production: 5 s close, 20 s / 20 s
+        // keepalive, lifetime just under the platform's request limit).
+        let lifetime = Duration::from_secs(6);
+        let config = Config::new()
+            .with_registry(registry.clone())
+            .with_close_timeout(Duration::from_secs(1))
+            .and_then(|c| c.with_keepalive(Duration::from_secs(1), Duration::from_secs(1)))
+            .and_then(|c| c.with_max_lifetime(lifetime, Duration::from_secs(2)))
+            .map_err(|e| format!("demo: {e}"))?;
+        (config, Some(lifetime))
+    };
     let stats = SharedStats::default();
+    let clients = if args.server_only { 0 } else { args.clients };
     println!(
-        "wsclose demo: ws://{} , metrics http://{}/metrics , {} clients",
-        args.listen,
+        "wsclose demo: ws://{listen}/ , metrics http://{}/metrics , {}",
         args.metrics,
-        if args.server_only { 0 } else { args.clients }
+        count(clients, "client")
     );
+    if args.server_only {
+        println!(
+            "server only: keepalive 20 s, no maximum lifetime; connect a client and type \
+             `!close 4001 bye` (Ctrl-C to stop)"
+        );
+    }
 
     let server = {
         let (config, stats) = (config.clone(), stats.clone());
@@ -331,18 +374,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
     };
-    let mut clients = tokio::task::JoinSet::new();
+    let mut fleet_tasks = tokio::task::JoinSet::new();
     let fleet_stop = Arc::new(AtomicBool::new(false));
-    if !args.server_only {
-        for id in 0..args.clients {
+    if let Some(lifetime) = lifetime {
+        for id in 0..clients {
             let long = lifetime + Duration::from_secs(1);
-            clients.spawn(fleet(
-                id,
-                args.listen,
-                long,
-                fleet_stop.clone(),
-                args.healthy,
-            ));
+            fleet_tasks.spawn(fleet(id, listen, long, fleet_stop.clone(), args.healthy));
         }
     }
 
@@ -367,18 +404,62 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!(
-        "shutting down: closing {} connections with 1001",
-        registry.len()
+        "shutting down: closing {} with 1001",
+        count(registry.len(), "connection")
     );
     fleet_stop.store(true, Ordering::Relaxed);
-    let report = registry.shutdown(1001, Duration::from_secs(5)).await?;
+    let shutdown_before = stats.lock().unwrap().ends_with(Cause::Shutdown);
+    let report = registry
+        .shutdown(1001, Duration::from_secs(5))
+        .await
+        .map_err(|e| format!("demo: {e}"))?;
     server.abort();
-    clients.abort_all();
-    while clients.join_next().await.is_some() {}
+    fleet_tasks.abort_all();
+    while fleet_tasks.join_next().await.is_some() {}
     // Let the last reports land in the table.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let table = stats.lock().unwrap().table(registry.len());
-    println!("final:{table}");
+    let mut stats = stats.lock().unwrap();
+    println!("final:{}", stats.table(registry.len()));
     println!("shutdown report: {report}");
+    // The report counts every connection the shutdown waited for, including those already
+    // closing for another reason (an application close timing out, a lifetime close): the table
+    // files each end under the cause that began it.
+    let by_shutdown = stats.ends_with(Cause::Shutdown) - shutdown_before;
+    let other = (report.connections as u64).saturating_sub(by_shutdown);
+    if other > 0 {
+        let (was, it) = if other == 1 {
+            ("was", "it")
+        } else {
+            ("were", "them")
+        };
+        println!(
+            "  ({other} of these {was} already closing for another cause when the shutdown began: \
+             the table files {it} under that cause, and {by_shutdown} under shutdown)"
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_says_when_nothing_has_closed_yet() {
+        let mut stats = Stats::default();
+        let table = stats.table(1);
+        assert!(table.contains("no closes yet"), "{table}");
+        assert!(!table.contains("0.00 ms"), "{table}");
+        stats.ends.insert((Cause::Peer, Outcome::Clean), 1);
+        let table = stats.table(0);
+        assert!(table.contains("no closes timed yet"), "{table}");
+        stats.close_ms.push(1.5);
+        let table = stats.table(0);
+        assert!(
+            table.contains("p50 1.50 ms, p99 1.50 ms (1 close)"),
+            "{table}"
+        );
+        assert_eq!(stats.ends_with(Cause::Peer), 1);
+        assert_eq!(stats.ends_with(Cause::Shutdown), 0);
+    }
 }

@@ -3,29 +3,33 @@
 //! Run it with:
 //!
 //! ```sh
-//! cargo run --example echo_server -- --listen 127.0.0.1:9001 --metrics 127.0.0.1:9898
+//! cargo run -p wsclose-examples --bin echo_server -- --listen 127.0.0.1:9001 --metrics 127.0.0.1:9898
 //! ```
 //!
 //! Then connect any WebSocket client to `ws://127.0.0.1:9001/`. Text and binary messages are
 //! echoed. The text message `!close CODE [REASON]` makes the server start the close with that
-//! code and reason (an invalid code is answered with an `error: ...` text message and the
-//! connection stays open). Metrics are at `http://127.0.0.1:9898/metrics`; set `RUST_LOG` to
-//! change what is logged (default `info,wsclose=debug`).
+//! code and reason (a malformed command or a code wsclose refuses is answered with an
+//! `error: ...` text message and the connection stays open). Metrics are at
+//! `http://127.0.0.1:9898/metrics`. Logs go to stderr; set `RUST_LOG` to change what is logged
+//! (default `info,wsclose=debug`). Ctrl-C or SIGTERM stops it.
 
 use std::net::SocketAddr;
 
 use futures_util::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tracing_subscriber::EnvFilter;
 use wsclose::Config;
+use wsclose_examples::{bind_websocket, close_command, fail, refused, serve_metrics, usage_exit};
+
+const USAGE: &str = "usage: echo_server [--listen ADDR] [--metrics ADDR]";
 
 struct Args {
     listen: SocketAddr,
     metrics: SocketAddr,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// The arguments, or `Err(None)` for `--help`, `Err(Some(error))` for a bad one.
+fn parse_args() -> Result<Args, Option<String>> {
     let mut args = Args {
         listen: "127.0.0.1:9001".parse().expect("valid default"),
         metrics: "127.0.0.1:9898".parse().expect("valid default"),
@@ -35,31 +39,17 @@ fn parse_args() -> Result<Args, String> {
         let slot = match flag.as_str() {
             "--listen" => &mut args.listen,
             "--metrics" => &mut args.metrics,
-            "-h" | "--help" => {
-                return Err("usage: echo_server [--listen ADDR] [--metrics ADDR]".into());
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
+            "-h" | "--help" => return Err(None),
+            other => return Err(Some(format!("unknown argument {other:?}"))),
         };
         let value = it
             .next()
-            .ok_or_else(|| format!("{flag} needs an address"))?;
+            .ok_or_else(|| Some(format!("{flag} needs an address")))?;
         *slot = value
             .parse()
-            .map_err(|e| format!("{flag} {value:?}: {e}"))?;
+            .map_err(|e| Some(format!("{flag} {value:?}: {e}")))?;
     }
     Ok(args)
-}
-
-/// Parses `!close CODE [REASON]`.
-fn close_command(text: &str) -> Option<Result<(u16, &str), String>> {
-    let rest = text.strip_prefix("!close")?;
-    let rest = rest.trim_start();
-    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-    Some(
-        code.parse::<u16>()
-            .map(|c| (c, reason))
-            .map_err(|e| format!("bad code {code:?}: {e}")),
-    )
 }
 
 async fn serve(tcp: TcpStream, config: Config) {
@@ -79,9 +69,9 @@ async fn serve(tcp: TcpStream, config: Config) {
                         tracing::info!(%report, "closed on request");
                         break;
                     }
-                    Err(e) => Message::text(format!("error: {e}")),
+                    Err(e) => Message::text(refused(&e)),
                 },
-                Some(Err(e)) => Message::text(format!("error: {e}")),
+                Some(Err(e)) => Message::text(e),
                 None => msg,
             },
             Message::Binary(_) => msg,
@@ -94,47 +84,37 @@ async fn serve(tcp: TcpStream, config: Config) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
     let args = match parse_args() {
         Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
+        Err(error) => usage_exit(USAGE, error.as_deref()),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wsclose=debug".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    wsclose_examples::init_logging("info,wsclose=debug");
+    if let Err(e) = run(args).await {
+        fail(&e);
+    }
+}
 
-    wsclose::prometheus::install(args.metrics)?;
-    let listener = TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, metrics = %args.metrics, "echo server ready");
+async fn run(args: Args) -> Result<(), String> {
+    let listener = bind_websocket("echo_server", args.listen).await?;
+    serve_metrics("echo_server", args.metrics)?;
+    let listen = listener
+        .local_addr()
+        .map_err(|e| format!("echo_server: {e}"))?;
+    tracing::info!(%listen, metrics = %args.metrics, "echo server ready");
     let config = Config::new();
+    let stop = wsclose::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (tcp, peer) = accepted?;
+                let (tcp, peer) = accepted.map_err(|e| format!("echo_server: accept: {e}"))?;
                 tokio::spawn(serve(tcp, config.clone().with_peer_addr(peer)));
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut stop => {
                 tracing::info!("interrupted; exiting");
                 return Ok(());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::close_command;
-
-    #[test]
-    fn parses_close_commands() {
-        assert_eq!(close_command("hello"), None);
-        assert_eq!(
-            close_command("!close 4001 going home"),
-            Some(Ok((4001, "going home")))
-        );
-        assert_eq!(close_command("!close 1000"), Some(Ok((1000, ""))));
-        assert!(matches!(close_command("!close x"), Some(Err(_))));
     }
 }

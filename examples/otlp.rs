@@ -3,7 +3,7 @@
 //! Run an OpenTelemetry Collector (or anything that accepts OTLP/HTTP) on port 4318, then:
 //!
 //! ```sh
-//! cargo run --example otlp --features otel -- --listen 127.0.0.1:9002 --otlp http://127.0.0.1:4318
+//! cargo run -p wsclose-examples --bin otlp --features otel -- --listen 127.0.0.1:9002 --otlp http://127.0.0.1:4318
 //! ```
 //!
 //! Connect any WebSocket client to `ws://127.0.0.1:9002/`; text and binary messages are echoed.
@@ -16,8 +16,10 @@
 //! `http://127.0.0.1:4318`. `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are honoured
 //! as usual. `RUST_LOG` sets what is printed (default `info`); spans at DEBUG under the
 //! `wsclose` target are always exported. No `metrics` recorder is installed: this process
-//! records through OpenTelemetry only. See `docs/opentelemetry.md`.
+//! records through OpenTelemetry only. Ctrl-C or SIGTERM exports what is pending and exits 0.
+//! See `docs/opentelemetry.md`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -46,23 +48,32 @@ pub struct Args {
     pub otlp: Option<String>,
 }
 
-/// Parses `--listen ADDR` and `--otlp URL`.
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+/// How to run it.
+pub const USAGE: &str = "usage: otlp [--listen ADDR] [--otlp URL]";
+
+/// Parses `--listen ADDR` and `--otlp URL`: `Err(None)` for `--help`, `Err(Some(error))` for a
+/// bad argument.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Option<String>> {
     let mut out = Args {
         listen: "127.0.0.1:9002".parse().expect("valid default"),
         otlp: None,
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| Some(format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--listen" => {
                 let v = value()?;
-                out.listen = v.parse().map_err(|e| format!("--listen {v:?}: {e}"))?;
+                out.listen = v
+                    .parse()
+                    .map_err(|e| Some(format!("--listen {v:?}: {e}")))?;
             }
             "--otlp" => out.otlp = Some(value()?),
-            "-h" | "--help" => return Err("usage: otlp [--listen ADDR] [--otlp URL]".into()),
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
+            "-h" | "--help" => return Err(None),
+            other => return Err(Some(format!("unknown argument {other:?} (try --help)"))),
         }
     }
     Ok(out)
@@ -139,7 +150,12 @@ impl Telemetry {
         let export = EnvFilter::new("info,wsclose=debug");
         let tracer = self.tracers.tracer("wsclose-echo");
         tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_filter(print))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(print),
+            )
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(tracer)
@@ -186,19 +202,35 @@ pub async fn accept_loop(listener: TcpListener, config: Config) -> std::io::Resu
 async fn main() -> Result<(), BoxError> {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
+        Err(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(Some(msg)) => {
+            eprintln!("{msg}\n{USAGE}");
             std::process::exit(2);
         }
     };
     let telemetry = Telemetry::init(args.otlp.as_deref(), Duration::from_secs(1))?;
     tracing::subscriber::set_global_default(telemetry.subscriber())?;
 
-    let listener = TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, "echo server ready, exporting over OTLP/HTTP");
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "otlp: cannot listen on {} for WebSocket connections: {e}; stop whatever uses it \
+                 or choose another address with --listen ADDR",
+                args.listen
+            );
+            std::process::exit(1);
+        }
+    };
+    let listen = listener.local_addr()?;
+    tracing::info!(%listen, "echo server ready, exporting over OTLP/HTTP");
     tokio::select! {
         result = accept_loop(listener, Config::new()) => result?,
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exporting and exiting"),
+        // SIGTERM (what a service manager sends) or Ctrl-C: a clean shutdown, exit 0.
+        _ = wsclose::shutdown_signal() => tracing::info!("stopping; exporting and exiting"),
     }
     // The blocking HTTP exporters must not run on the async runtime's threads.
     tokio::task::spawn_blocking(move || telemetry.shutdown()).await??;

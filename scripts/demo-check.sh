@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the demo for 10 seconds on spare loopback ports and checks that it exits 0 after a
 # graceful shutdown, and that its /metrics (scraped near the end) is valid Prometheus text with
-# non-zero ends for every cause and every outcome the fleet produces.
+# non-zero ends for every cause and every outcome the fleet produces; that its logs carry no
+# colour codes when stderr is a file; and that a port already in use (the WebSocket one, then the
+# metrics one) is reported in one line naming the address, with a non-zero exit.
 #
 #   scripts/demo-check.sh
 set -euo pipefail
@@ -17,10 +19,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --example demo
-bin="${CARGO_TARGET_DIR:-target}/debug/examples/demo"
+cargo build --quiet -p wsclose-examples --bin demo
+bin="${CARGO_TARGET_DIR:-target}/debug/demo"
 
-"$bin" --duration 10 --listen "$listen" --metrics "$metrics" >"$work/out" 2>"$work/err" &
+RUST_LOG=info,wsclose=debug "$bin" --duration 10 --listen "$listen" --metrics "$metrics" \
+  >"$work/out" 2>"$work/err" &
 pid=$!
 
 scrape() {
@@ -44,8 +47,12 @@ check() { # NAME CONDITION...
   if "$@"; then echo "ok    $name"; else echo "FAIL  $name"; fail=1; fi
 }
 check "demo exits 0 (status $status)" test "$status" -eq 0
-check "demo prints the shutdown report" grep -q '^shutdown report: .* connections' "$work/out"
+check "demo prints the shutdown report" grep -q '^shutdown report: [0-9]* connections\? in' "$work/out"
 check "demo prints the summary table" grep -q 'close latency p50' "$work/out"
+# The demo ran with RUST_LOG=info,wsclose=debug: one log line per end, so there are logs.
+check "the demo logs to stderr" test -s "$work/err"
+no_colour() { ! grep -q "$(printf '\033')\[" "$work/err"; }
+check "no colour codes in the logs when stderr is a file" no_colour
 if command -v promtool >/dev/null 2>&1; then
   check "promtool check metrics" sh -c "promtool check metrics <'$work/metrics'"
 fi
@@ -65,6 +72,30 @@ check "redundant closes are counted" \
   grep -Eq '^websocket_close_redundant_total\{role="server"\} [1-9]' "$work/metrics"
 check "the shutdown closed connections with cause=shutdown" \
   grep -Eq '^ +shutdown +clean +[1-9]' "$work/out"
+
+# A port already in use: one line naming it, exit 1. A Python process holds the port (by PID).
+port_in_use() { # FLAG: the demo's listener that is occupied
+  local flag=$1 held holder status=0
+  python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(60)' >"$work/held" &
+  holder=$!
+  for _ in $(seq 100); do [ -s "$work/held" ] && break; sleep 0.1; done
+  held="127.0.0.1:$(cat "$work/held")"
+  if [ "$flag" = --listen ]; then
+    "$bin" --duration 5 --listen "$held" --metrics 127.0.0.1:0 >/dev/null 2>"$work/inuse" || status=$?
+  else
+    "$bin" --duration 5 --listen 127.0.0.1:0 --metrics "$held" >/dev/null 2>"$work/inuse" || status=$?
+  fi
+  kill "$holder" 2>/dev/null || true
+  wait "$holder" 2>/dev/null || true
+  echo "exit $status: $(cat "$work/inuse")"
+  [ "$status" -eq 1 ] && [ "$(wc -l <"$work/inuse")" -eq 1 ] &&
+    grep -q "cannot listen on $held .*already in use.* $flag ADDR" "$work/inuse"
+}
+for flag in --listen --metrics; do
+  check "a port in use ($flag) is named in one line, exit 1" port_in_use "$flag"
+done
 
 if [ "$fail" -ne 0 ]; then
   echo "--- demo stdout"; cat "$work/out"

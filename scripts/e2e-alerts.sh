@@ -152,8 +152,9 @@ echo "$("$alertmanager_bin" --version 2>&1 | head -n1)"
 need run_check "ports $base, +3, +4, +11, +12 free on $host" \
   python3 "$helper" ports "$host" "$base" $((base + 3)) $((base + 4)) $((base + 11)) $((base + 12))
 
-need run_check "cargo build --example demo" cargo build --quiet --example demo
-demo_bin="${CARGO_TARGET_DIR:-target}/debug/examples/demo"
+need run_check "cargo build -p wsclose-examples --bin demo" \
+  cargo build --quiet -p wsclose-examples --bin demo
+demo_bin="${CARGO_TARGET_DIR:-target}/debug/demo"
 
 # start_demo [--healthy]: the demo in the background; sets demo_pid.
 start_demo() {

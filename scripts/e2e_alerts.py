@@ -457,6 +457,7 @@ def cmd_dashboard(prom, dash_path, job, instance, mode):
         variables = {"job": regex_value(job), "instance": regex_value(instance),
                      "role": "(" + "|".join(label_values("role")) + ")"}
     variables["datasource"] = "prometheus"
+    variables.setdefault("endpoint", ".*")  # static label; the demo sets none
     targets = list(panel_targets(dash))
     results = []
     for p, t in targets:

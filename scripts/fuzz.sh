@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS]          # e.g. scripts/fuzz.sh 600 for a longer session
 #
-# Needs a nightly toolchain (`rustup toolchain install nightly`); installs cargo-fuzz if missing.
+# Needs a nightly toolchain and cargo-fuzz; installs both when missing (rustup, cargo install).
 # Corpora are kept in fuzz/corpus/<target> (not committed) so later runs start where earlier ones
 # stopped; a crash leaves its input in fuzz/artifacts/<target>/ and fails the script.
 set -euo pipefail
@@ -14,10 +14,13 @@ export CARGO_TERM_COLOR=never
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/fuzz"
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-cargo +nightly --version >/dev/null 2>&1 || {
-  echo "fuzz.sh: needs a nightly toolchain: rustup toolchain install nightly" >&2
-  exit 2
-}
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz.sh: installing a nightly toolchain (rustup toolchain install nightly --profile minimal)"
+  rustup toolchain install nightly --profile minimal || {
+    echo "fuzz.sh: needs a nightly toolchain: rustup toolchain install nightly --profile minimal" >&2
+    exit 2
+  }
+fi
 
 cd fuzz
 targets=$(cargo +nightly fuzz list)

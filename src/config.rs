@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{Error, Registry, Role, Transport, WebSocket};
+use crate::telemetry::labels::{LabelSet, MAX_STATIC_LABELS, MAX_VALUE_BYTES};
+use crate::{Error, Registry, Role, Transport, WebSocket, telemetry};
 
 /// Settings for wrapped connections. Build one per server (it is cheap to clone) and wrap
 /// every accepted connection with it.
@@ -33,6 +34,8 @@ pub struct Config {
     pub(crate) max_lifetime: Option<(Duration, Duration)>,
     pub(crate) lifetime_code: u16,
     pub(crate) handshake_timeout: Duration,
+    /// The static labels, interned once per distinct set.
+    pub(crate) labels: &'static LabelSet,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             max_lifetime: None,
             lifetime_code: 1001,
             handshake_timeout: Config::DEFAULT_HANDSHAKE_TIMEOUT,
+            labels: LabelSet::empty(),
         }
     }
 }
@@ -174,6 +178,75 @@ impl Config {
     pub fn with_peer_addr(mut self, addr: SocketAddr) -> Self {
         self.peer_addr = Some(addr);
         self
+    }
+
+    /// The most static labels a configuration may carry: 4.
+    pub const MAX_LABELS: usize = MAX_STATIC_LABELS;
+    /// The longest static label value accepted, in bytes: 128.
+    pub const MAX_LABEL_VALUE_BYTES: usize = MAX_VALUE_BYTES;
+
+    /// Adds a static label: `name="value"` on every metric series (and every OpenTelemetry
+    /// attribute set) of the connections wrapped with this configuration, and in their
+    /// connection span's `labels` field. Setting a name again replaces its value.
+    ///
+    /// For a few labels that tell the service's parts apart, for example
+    /// `with_label("endpoint", "/chat")` with one configuration per route. Each distinct set of
+    /// static labels multiplies the number of series (docs/metrics.md, *Cardinality*): take
+    /// values from a small fixed list (routes, not request data), never from peer input.
+    /// Distinct sets are interned when the configuration is built and live for the rest of the
+    /// process; a WARN says so when 64 of them are in use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_config`] when `name` is not a Prometheus label name
+    /// (`[a-zA-Z_][a-zA-Z0-9_]*`), starts with `__`, is one of wsclose's own labels (`role`,
+    /// `cause`, `outcome`, `expected`, `direction`, `code`) or one Prometheus sets (`le`,
+    /// `quantile`, `job`, `instance`); when `value` is empty or longer than
+    /// [`MAX_LABEL_VALUE_BYTES`](Self::MAX_LABEL_VALUE_BYTES); and when the configuration
+    /// already has [`MAX_LABELS`](Self::MAX_LABELS) other labels.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let chat = wsclose::Config::new().with_label("endpoint", "/chat")?;
+    /// assert_eq!(chat.labels().collect::<Vec<_>>(), [("endpoint", "/chat")]);
+    ///
+    /// let err = wsclose::Config::new().with_label("role", "x").unwrap_err();
+    /// assert!(err.is_config());
+    /// # Ok::<(), wsclose::Error>(())
+    /// ```
+    pub fn with_label(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        self.labels = self.labels.with(name, value)?;
+        Ok(self)
+    }
+
+    /// The static labels, sorted by name.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels.labels.iter().copied()
+    }
+
+    /// Creates now, at 0, every series that the connections of `role` wrapped with this
+    /// configuration can produce (with its static labels), in the `metrics` recorder and the
+    /// OpenTelemetry instruments installed.
+    ///
+    /// The first connection of a role and label set does this by itself, so `increase()` and
+    /// `rate()` see every end after it. Call this at startup, after installing the metrics, to
+    /// have the series from the start: then even an error that ends the very first connection
+    /// before Prometheus scraped anything is seen. Once per role and label set in the process;
+    /// later calls cost one atomic load.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = wsclose::Config::new().with_label("endpoint", "/chat")?;
+    /// config.init_metrics(wsclose::Role::Server);
+    /// # Ok::<(), wsclose::Error>(())
+    /// ```
+    pub fn init_metrics(&self, role: Role) {
+        telemetry::init_series(telemetry::Series {
+            role,
+            labels: self.labels,
+        });
     }
 
     /// The close deadline.

@@ -68,8 +68,13 @@
 //!
 //! # Features
 //!
-//! - `prometheus` (default): [`prometheus::install`], a one-liner that installs
-//!   metrics-exporter-prometheus with this crate's histogram buckets.
+//! No feature is on by default: wsclose then records through the [`metrics`] facade, for
+//! whatever recorder the application installs, and logs through `tracing`, with no exporter and
+//! no HTTP stack in the build.
+//!
+//! - `prometheus`: [`prometheus::install`], a one-liner that installs
+//!   metrics-exporter-prometheus with this crate's histogram buckets (and its HTTP `/metrics`
+//!   listener); [`prometheus::install_recorder`] without the listener.
 //! - `axum`: the same close logic for `axum::extract::ws::WebSocket` (see the `axum` module).
 //! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
 //!   `Meter` (names, units and attributes after OpenTelemetry's general naming rules, the same buckets), alone or next to

@@ -40,7 +40,9 @@
 //! Attribute keys are in [`attributes`]: `websocket.role`, `websocket.close.cause`,
 //! `websocket.close.outcome`, `websocket.close.expected` (bool), `websocket.close.direction`,
 //! `websocket.close.code`, and `error.type` (the outcome, present only when it is not
-//! `clean`). Values are the same bounded labels as the Prometheus series. Histogram bucket
+//! `clean`), then the static labels of the connection's configuration
+//! ([`Config::with_label`](crate::Config::with_label)) under the keys the service chose. Values
+//! are the same bounded labels as the Prometheus series. Histogram bucket
 //! boundaries are [`CLOSE_DURATION_BUCKETS`](crate::CLOSE_DURATION_BUCKETS) and
 //! [`CONNECTION_DURATION_BUCKETS`](crate::CONNECTION_DURATION_BUCKETS), set on the
 //! instruments (a `View` of yours still takes precedence).
@@ -52,8 +54,8 @@
 //! # Traces
 //!
 //! Spans and events are plain `tracing` (target `wsclose`, level DEBUG): a `websocket` span
-//! per connection (`conn_id`, `role`, `peer`), a `websocket.close` child span around the close
-//! (attributes `websocket.close.outcome`, `.cause`, `.code.sent`, `.code.received`,
+//! per connection (`conn_id`, `role`, `peer`, and `labels`, the static labels), a
+//! `websocket.close` child span around the close (attributes `websocket.close.outcome`, `.cause`, `.code.sent`, `.code.received`,
 //! `error.type`, and an error status when the end is unexpected), and the end event. Add a
 //! `tracing_opentelemetry` layer that lets `wsclose=debug` through to export them; see
 //! `examples/otlp.rs`.

@@ -391,9 +391,10 @@ impl ShutdownReport {
 
 impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.connections == 1 { "" } else { "s" };
         write!(
             f,
-            "{} connections in {:.3} s",
+            "{} connection{plural} in {:.3} s",
             self.connections,
             self.elapsed.as_secs_f64()
         )?;
@@ -462,6 +463,18 @@ mod tests {
         );
         assert_eq!(report.count(Outcome::Clean), 2);
         assert_eq!(report.count(Outcome::PeerGone), 0);
+        let one = ShutdownReport {
+            connections: 1,
+            outcomes: BTreeMap::from([(Outcome::Clean, 1)]),
+            stragglers: 0,
+            handshakes_refused: 2,
+            handshakes_cut: 1,
+            elapsed: Duration::from_millis(20),
+        };
+        assert_eq!(
+            one.to_string(),
+            "1 connection in 0.020 s, clean 1, stragglers terminated 0, handshakes refused 2, cut 1"
+        );
         assert_eq!(
             format!("{:?}", Registry::new()),
             "Registry { connections: 0, draining: false }"

@@ -1,7 +1,9 @@
 //! Label cardinality under hostile input: 10,000 peers sending random close codes (every u16,
 //! and none) and random reasons (random bytes, UTF-8 with control characters, unique strings)
 //! leave the number of `websocket_*` series within the bound docs/metrics.md implies
-//! (docs/security.md derives it: 170 label sets, 506 Prometheus series).
+//! (docs/security.md derives it: 170 label sets, 506 Prometheus series), and with static labels
+//! N label sets × that bound, every series of a role and label set created at 0 from its first
+//! connection on.
 
 mod support;
 
@@ -203,5 +205,109 @@ async fn ten_thousand_hostile_peers_stay_within_the_series_bound() {
     eprintln!(
         "{total} label sets after {PEERS} hostile peers: {:?}",
         series.iter().map(|(n, s)| (n, s.len())).collect::<Vec<_>>()
+    );
+}
+
+/// Splits a dump line `name{k=v,...} = value` into the name and its labels.
+fn parse(line: &str) -> (&str, BTreeMap<&str, &str>) {
+    let key = line.split(" = ").next().unwrap();
+    let (name, labels) = key.split_once('{').unwrap();
+    let labels = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    (name, labels)
+}
+
+#[tokio::test]
+async fn static_label_sets_multiply_the_bound_and_nothing_else() {
+    const PEERS: usize = 1_500;
+    const BATCH: usize = 150;
+    const ENDPOINTS: [&str; 3] = ["/a", "/b", "/c"];
+    let (m, _g) = recorder::install();
+    let configs: Vec<Config> = ENDPOINTS
+        .iter()
+        .map(|e| {
+            Config::new()
+                .with_close_timeout(Duration::from_millis(500))
+                .unwrap()
+                .with_label("endpoint", e)
+                .unwrap()
+                .with_label("region", "test")
+                .unwrap()
+        })
+        .collect();
+    let mut rng = Rng(0x5747_1C1A_BE15_0001);
+    for batch in 0..PEERS / BATCH {
+        let mut handles = Vec::with_capacity(BATCH);
+        for i in 0..BATCH {
+            let role = if (batch + i) % 2 == 0 {
+                Role::Server
+            } else {
+                Role::Client
+            };
+            let config = &configs[rng.below(ENDPOINTS.len() as u64) as usize];
+            handles.push(hostile(role, &mut rng, config).await);
+        }
+        for h in handles {
+            bounded(h.closed()).await;
+        }
+    }
+    let dump = m.dump();
+    // (endpoint, role) -> name -> label sets
+    let mut sets: BTreeMap<(String, String), BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for line in dump.lines().filter(|l| l.starts_with("websocket_")) {
+        let (name, labels) = parse(line);
+        assert_eq!(labels.get("region"), Some(&"test"), "{line}");
+        let endpoint = labels
+            .get("endpoint")
+            .copied()
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(ENDPOINTS.contains(&endpoint), "{line}");
+        sets.entry((endpoint.to_owned(), labels["role"].to_owned()))
+            .or_default()
+            .entry(name.to_owned())
+            .or_default()
+            .insert(line.split(" = ").next().unwrap().to_owned());
+    }
+    // Every (endpoint, role) pair was used, and each has its 83 zero-created label sets at
+    // least and the per-role bound (85) at most.
+    assert_eq!(sets.len(), ENDPOINTS.len() * 2, "{:?}", sets.keys());
+    let per_role_bound = |name: &str| match name {
+        "websocket_closes_total" => 6 * 6,
+        "websocket_close_duration_seconds" | "websocket_connection_duration_seconds" => 6,
+        "websocket_close_frames_total" => 2 * 16,
+        _ => 1,
+    };
+    let mut total = 0;
+    for (pair, names) in &sets {
+        let n: usize = names.values().map(BTreeSet::len).sum();
+        assert!((83..=85).contains(&n), "{pair:?}: {n} label sets");
+        for (name, s) in names {
+            assert!(s.len() <= per_role_bound(name), "{pair:?} {name}: {s:?}");
+        }
+        total += n;
+    }
+    assert!(total <= ENDPOINTS.len() * 170, "{total} label sets");
+    assert_eq!(
+        m.counter_sum("websocket_connections_opened_total", &[]),
+        PEERS as u64
+    );
+    for e in ENDPOINTS {
+        for role in ["server", "client"] {
+            let opened = m.counter_sum(
+                "websocket_connections_opened_total",
+                &[("endpoint", e), ("role", role)],
+            );
+            let closed =
+                m.counter_sum("websocket_closes_total", &[("endpoint", e), ("role", role)]);
+            assert_eq!(opened, closed, "{e} {role}: every connection ended once");
+        }
+    }
+    eprintln!(
+        "{total} label sets for {} static label sets after {PEERS} hostile peers",
+        ENDPOINTS.len()
     );
 }

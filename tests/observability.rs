@@ -187,3 +187,31 @@ async fn a_shutdown_logs_its_report_once_at_info() {
     );
     assert_eq!(done[0].field("report"), Some(report.to_string().as_str()));
 }
+
+/// The static labels are on the connection span (`labels`), so the end event carries them; a
+/// connection without static labels has no such field.
+#[tokio::test]
+async fn static_labels_are_in_the_connection_span() {
+    for (config, want) in [
+        (
+            Config::new()
+                .with_label("endpoint", "/chat")
+                .unwrap()
+                .with_label("area", "eu")
+                .unwrap(),
+            Some("area=eu,endpoint=/chat"),
+        ),
+        (Config::new(), None),
+    ] {
+        let (logs, _g) = logs::capture();
+        let (ws, mut raw) = wrapped_and_raw(Role::Server, &config).await;
+        let handle = ws.handle();
+        handle.start_close(1000, "").unwrap();
+        let _ = raw.read_frame_timeout(Duration::from_secs(5)).await;
+        raw.send_close(Some(1000), b"").await.unwrap();
+        bounded(handle.closed()).await;
+        let ended = logs.with_message(ENDED);
+        assert_eq!(ended.len(), 1, "{:?}", logs.records());
+        assert_eq!(ended[0].field("span.labels"), want, "{:?}", ended[0]);
+    }
+}

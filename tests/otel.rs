@@ -171,9 +171,12 @@ fn points(m: &Metric) -> Vec<(Vec<(&'static str, String)>, Point)> {
     out
 }
 
-/// Facade series from the recorder's dump: `name{k=v,...}` keys of one metric.
+/// Facade series from the recorder's dump: `name{k=v,...}` keys of one metric. A histogram
+/// created at 0 and never observed is left out: an OpenTelemetry histogram has no data point
+/// until its first value.
 fn facade_series(dump: &str, prom: &str) -> Vec<String> {
     dump.lines()
+        .filter(|l| !l.ends_with("= Histogram([])"))
         .filter_map(|l| l.split(" = ").next())
         .filter(|k| k.strip_prefix(prom).is_some_and(|r| r.starts_with('{')))
         .map(str::to_owned)

@@ -151,3 +151,46 @@ fn one_observation(text: &str, name: &str, series: &str, bounds: &[&str], observ
         expected[step]
     );
 }
+
+/// The exporter's rendering with static labels: every series of a labelled connection carries
+/// them, and the first connection of a role and label set renders all 83 of its series (the
+/// histograms with `_count 0`), so a first error has a 0 before it.
+#[tokio::test]
+async fn static_labels_and_zero_series_render() {
+    let recorder = wsclose::prometheus::builder().unwrap().build_recorder();
+    let handle = recorder.handle();
+    let _g = metrics::set_default_local_recorder(&recorder);
+
+    let config = Config::new()
+        .with_label("endpoint", "/render")
+        .unwrap()
+        .with_label("tier", "gold")
+        .unwrap();
+    let (mut ws, mut peer) = wrapped_and_tt(Role::Server, &config).await;
+    tokio::spawn(async move { while let Some(Ok(_)) = peer.next().await {} });
+    bounded(ws.close(1000, "")).await.unwrap();
+
+    let text = handle.render();
+    let samples: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("websocket_"))
+        .collect();
+    for l in &samples {
+        assert!(
+            l.contains(r#"endpoint="/render",tier="gold""#),
+            "every series carries the static labels: {l}"
+        );
+        assert!(l.contains(r#"role="server""#), "{l}");
+    }
+    let count = |prefix: &str| samples.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("websocket_closes_total{"), 35);
+    assert_eq!(count("websocket_close_frames_total{"), 31);
+    assert_eq!(count("websocket_close_duration_seconds_count{"), 6);
+    assert_eq!(count("websocket_connection_duration_seconds_count{"), 6);
+    let zero = r#"websocket_closes_total{role="server",cause="peer",outcome="protocol_error",expected="false",endpoint="/render",tier="gold"} 0"#;
+    assert!(samples.contains(&zero), "{text}");
+    let clean = r#"websocket_closes_total{role="server",cause="app",outcome="clean",expected="true",endpoint="/render",tier="gold"} 1"#;
+    assert!(samples.contains(&clean), "{text}");
+    let never = r#"websocket_close_duration_seconds_count{role="server",outcome="timeout",endpoint="/render",tier="gold"} 0"#;
+    assert!(samples.contains(&never), "{text}");
+}

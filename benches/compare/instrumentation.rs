@@ -9,12 +9,17 @@
 //! from event to event; a thread-local recorder's are registered again at each event), and
 //! OpenTelemetry with `wsclose::otel::install`. Neither can be switched off again, so each
 //! measurement runs in a child process of its own ([`crate::child`]).
+//!
+//! `WSCLOSE_BENCH_LABELS=endpoint=/chat,tier=gold` wraps every measured connection with those
+//! static labels (`Config::with_label`), to compare their cost with a run without.
+
+use std::sync::OnceLock;
 
 use tokio::io::DuplexStream;
 use tokio::runtime::Runtime;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role as TtRole, WebSocketConfig};
-use wsclose::WebSocket;
+use wsclose::{Config, WebSocket};
 
 use crate::child;
 use crate::harness::{Clock, Mode, Plan, Row, Timer, current_thread, interleave_blocking, median};
@@ -105,6 +110,24 @@ fn prometheus_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
         .build_recorder()
 }
 
+/// The configuration every measured connection is wrapped with: the default, plus the static
+/// labels of `WSCLOSE_BENCH_LABELS` (`name=value,…`) when it is set.
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let labels = std::env::var("WSCLOSE_BENCH_LABELS").unwrap_or_default();
+        labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .fold(Config::new(), |c, l| {
+                let (k, v) = l
+                    .split_once('=')
+                    .expect("WSCLOSE_BENCH_LABELS: name=value,...");
+                c.with_label(k, v).expect("a valid static label")
+            })
+    })
+}
+
 async fn mem_pair() -> (Mem, Mem) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     // A small read buffer: tungstenite's default 128 KiB is allocated with mmap and faulted in
@@ -125,7 +148,7 @@ async fn lifecycle_batch(n: usize) -> f64 {
     }
     let start = Timer::start(Clock::Thread);
     for (s, c) in ps {
-        let mut s = WebSocket::server(s);
+        let mut s = config().server(s);
         let peer = tokio::spawn(read_to_end(c));
         let report = s.close(1000, "").await.expect("valid code");
         debug_assert_eq!(report.outcome, wsclose::Outcome::Clean);
@@ -147,7 +170,7 @@ pub(crate) fn backend_child(plan: &Plan, backend: Backend, control: bool) {
     let rt = current_thread();
     let mut pair = rt.block_on(async {
         let (s, c) = mem_pair().await;
-        (WebSocket::server(s), WebSocket::client(c))
+        (config().server(s), config().client(c))
     });
     let mut measure = |rt: &Runtime| {
         // Warm-up: registers every series once, as a long-running server would have.

@@ -32,13 +32,20 @@ const datasource = (): Json<DataSourceRef> => ({ type: 'prometheus', uid: '${dat
 const JOB = 'job=~"$job"';
 const INSTANCE = 'instance=~"$instance"';
 const ROLE = 'role=~"$role"';
+/**
+ * The static label `endpoint` a service may set on its wsclose configuration
+ * (`Config::with_label("endpoint", "/chat")`). Where no series carries it the variable lists
+ * nothing and stays at All (`.*`), which also matches series without the label.
+ */
+const ENDPOINT = 'endpoint=~"$endpoint"';
 
 /** `metric{matchers}`, or the bare metric name when there are no matchers. */
 const selector = (metric: string, matchers: string[]): string =>
   matchers.length === 0 ? metric : `${metric}{${matchers.join(', ')}}`;
 
-/** `metric` restricted to the selected jobs, instances and roles, plus `extra` matchers. */
-const series = (metric: string, ...extra: string[]): string => selector(metric, [JOB, INSTANCE, ROLE, ...extra]);
+/** `metric` restricted to the selected jobs, instances, roles and endpoints, plus `extra` matchers. */
+const series = (metric: string, ...extra: string[]): string =>
+  selector(metric, [JOB, INSTANCE, ROLE, ENDPOINT, ...extra]);
 
 /** `fn(series[$__rate_interval])`: a per-second rate (or increase) over Grafana's rate interval. */
 const overInterval = (fn: 'rate' | 'increase', metric: string, ...extra: string[]): string =>
@@ -537,6 +544,12 @@ export const dashboard: StrictDashboardFile = {
         'Role',
         'server = connections this service accepted; client = connections it opened to others',
         [JOB, INSTANCE]
+      ),
+      labelVariable(
+        'endpoint',
+        'Endpoint',
+        'The static label endpoint set by the service on its wsclose configuration (Config::with_label); All when the service sets none',
+        [JOB, INSTANCE, ROLE]
       ),
     ],
   },

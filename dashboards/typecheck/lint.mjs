@@ -34,6 +34,20 @@ const LABEL_VALUES = Object.fromEntries(contract.labels.map((l) => [l.name, l.va
 /** The `le` values of a histogram, as Prometheus renders them. */
 const leValues = (metric) => [...METRICS[metric].buckets.map((b) => String(b)), '+Inf'];
 const SCRAPE_LABELS = ['job', 'instance'];
+/**
+ * The static labels the dashboard filters by (a service sets them with Config::with_label; any
+ * series may carry them). Each must be a name the crate accepts as a static label.
+ */
+const STATIC_LABELS = ['endpoint'];
+{
+  const rules = contract.static_labels;
+  for (const l of STATIC_LABELS) {
+    if (!new RegExp(rules.name_pattern).test(l) || l.startsWith(rules.refused_prefix) || rules.refused_names.includes(l)) {
+      console.error(`static label ${l}: the crate refuses this name (contract.json static_labels)`);
+      process.exit(1);
+    }
+  }
+}
 
 /** Resolves a series name to [base metric, suffix], or null when it is not in the contract. */
 function contractMetric(name) {
@@ -73,7 +87,12 @@ function checkSelectors(where, expr) {
       continue;
     }
     const [base, suffix] = resolved;
-    const allowed = new Set([...METRICS[base].labels, ...SCRAPE_LABELS, ...(suffix === '_bucket' ? ['le'] : [])]);
+    const allowed = new Set([
+      ...METRICS[base].labels,
+      ...SCRAPE_LABELS,
+      ...STATIC_LABELS,
+      ...(suffix === '_bucket' ? ['le'] : []),
+    ]);
     for (const { label, op, value } of sel.matchers) {
       if (!allowed.has(label)) problem(where, `${sel.name} has no label ${label}`);
       if (label === 'le' && suffix === '_bucket' && op === '=' && !leValues(base).includes(value)) {
@@ -108,7 +127,7 @@ expect(
 
 const vars = Object.fromEntries((dashboard.templating?.list ?? []).map((v) => [v.name, v]));
 expect('templating', vars.datasource?.type === 'datasource' && vars.datasource?.query === 'prometheus', 'needs a "datasource" variable of type datasource (prometheus)');
-for (const name of ['job', 'instance', 'role']) {
+for (const name of ['job', 'instance', 'role', 'endpoint']) {
   const v = vars[name];
   const q = typeof v?.query === 'string' ? v.query : v?.query?.query;
   expect(`templating.${name}`, v?.type === 'query', 'must be a query variable');
@@ -121,7 +140,7 @@ for (const name of ['job', 'instance', 'role']) {
   );
 }
 
-const FILTER = '{job=~"$job", instance=~"$instance", role=~"$role"';
+const FILTER = '{job=~"$job", instance=~"$instance", role=~"$role", endpoint=~"$endpoint"';
 const ids = new Set();
 const cells = new Map();
 const panels = dashboard.panels ?? [];

@@ -331,7 +331,7 @@ impl<T: Transport> Shared<T> {
     pub(super) fn request_close(self: &Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
         let begun = self.begin(&mut self.gate.lock(), Plan::close(cause, frame));
         if !begun {
-            telemetry::on_redundant_close(self.role, self.state(), &self.span);
+            telemetry::on_redundant_close(self.series(), self.state(), &self.span);
         }
         begun
     }
@@ -345,7 +345,7 @@ impl<T: Transport> Shared<T> {
         close_span: Option<&Span>,
     ) {
         telemetry::on_end(&telemetry::End {
-            role: self.role,
+            series: self.series(),
             report: &report,
             state_before,
             close_attempted,

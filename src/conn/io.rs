@@ -98,7 +98,7 @@ impl<T: Transport> Shared<T> {
 
     pub(super) fn refuse_send(&self) -> Error {
         let state = self.state();
-        telemetry::on_send_after_close(self.role, state, &self.span);
+        telemetry::on_send_after_close(self.series(), state, &self.span);
         Error::closed(state, self.gate.report())
     }
 

@@ -116,8 +116,12 @@ impl<T: Transport> Shared<T> {
     /// once when the registry is draining), and its keepalive and lifetime task.
     fn open(ws: T, role: Role, config: Config) -> Arc<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let span = telemetry::connection_span(id, role, config.peer_addr);
-        telemetry::on_open(role);
+        let series = telemetry::Series {
+            role,
+            labels: config.labels,
+        };
+        let span = telemetry::connection_span(id, series, config.peer_addr);
+        telemetry::on_open(series);
         let writers = Arc::new(WriteWakers::default());
         let write_waker = Waker::from(writers.clone());
         let shared = Arc::new(Shared {
@@ -163,5 +167,13 @@ impl<T: Transport> Shared<T> {
             }
         }
         shared
+    }
+
+    /// Whose series this connection's events move: its role and its static labels.
+    fn series(&self) -> telemetry::Series {
+        telemetry::Series {
+            role: self.role,
+            labels: self.config.labels,
+        }
     }
 }

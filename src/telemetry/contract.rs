@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value as Json, json};
 
+use super::labels::{MAX_STATIC_LABELS, MAX_VALUE_BYTES, RESERVED};
 use super::table::{Kind, LABELS, Label, TABLE, attributes};
 
 fn root() -> PathBuf {
@@ -70,6 +71,14 @@ fn contract() -> Json {
         "error_type": {
             "otel": attributes::ERROR_TYPE,
             "about": "OpenTelemetry only: the outcome again, on the instruments that list it, when the outcome is not clean",
+        },
+        "static_labels": {
+            "about": "Labels a service sets on its Config (Config::with_label), after the instrument's own on every series and OpenTelemetry attribute set of its connections (same key in both)",
+            "max": MAX_STATIC_LABELS,
+            "max_value_bytes": MAX_VALUE_BYTES,
+            "name_pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$",
+            "refused_names": LABELS.iter().map(|l| l.key()).chain(RESERVED).collect::<Vec<_>>(),
+            "refused_prefix": "__",
         },
     })
 }
@@ -156,6 +165,28 @@ fn section<'a>(text: &'a str, heading: &str) -> &'a str {
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// docs/metrics.md's static-label rules: the limits and every refused name.
+#[test]
+fn docs_metrics_md_states_the_static_label_rules() {
+    let doc = read("docs/metrics.md");
+    let rules = section(&doc, "## Static labels");
+    let c = committed();
+    let s = &c["static_labels"];
+    for name in strs(&s["refused_names"]) {
+        assert!(
+            rules.contains(&format!("`{name}`")),
+            "docs/metrics.md, static labels: `{name}` refused"
+        );
+    }
+    for n in [&s["max"], &s["max_value_bytes"]] {
+        let n = n.as_u64().expect("a number");
+        assert!(
+            rules.contains(&format!("**{n}**")),
+            "docs/metrics.md, static labels: the limit **{n}**"
+        );
+    }
 }
 
 /// docs/metrics.md: the series table (name, type, labels), the label values (all but

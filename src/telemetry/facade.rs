@@ -5,7 +5,9 @@
 //! Registering a series is a lookup in the recorder's registry (about 100 ns each), so the
 //! handles of a recorder that lives for the rest of the process (the global recorder, or the
 //! facade's no-op one) are cached per thread, each registered on first use. An event then costs
-//! a thread-local access, a comparison and the update itself.
+//! a thread-local access, a comparison and the update itself. Static labels add one index: the
+//! handles are kept per interned label set ([`LabelSet::id`]), allocated on the set's first event
+//! on the thread.
 //!
 //! A *local* recorder (`metrics::with_local_recorder`, `set_default_local_recorder`) is only
 //! borrowed: it may be dropped after any event and another one built at the same address, and
@@ -15,37 +17,41 @@
 //! by the recorder's address, they once sent a new recorder's updates to a dropped one's handles.
 
 use std::cell::{OnceCell, RefCell};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder};
+use metrics::{Counter, Gauge, Histogram, Level, Metadata, Recorder};
 
+use super::labels::LabelSet;
 use super::table::{Instrument, Kind, TABLE, Update, Value};
 
-/// Records the updates of one event.
-pub(crate) fn apply(updates: impl Iterator<Item = Update>) {
+/// Records the updates of one event, on the series of the static label set `set`.
+pub(crate) fn apply(set: &'static LabelSet, updates: impl Iterator<Item = Update>) {
     metrics::with_recorder(|r| {
         let id = RecorderId::of(r);
         CACHE.with(|cell| {
             // Reentered (a recorder that records wsclose events itself): no cache.
             let Ok(mut cache) = cell.try_borrow_mut() else {
-                return updates.for_each(|u| Handle::register(r, u).apply(u));
+                return updates.for_each(|u| Handle::register(r, set, u).apply(u));
             };
-            if let Some(handles) = cache.handles(id) {
+            if let Some(handles) = cache.handles(id, set) {
                 for u in updates {
                     handles[u.instrument.index][u.series()]
-                        .get_or_init(|| Handle::register(r, u))
+                        .get_or_init(|| Handle::register(r, set, u))
                         .apply(u);
                 }
             } else {
-                updates.for_each(|u| Handle::register(r, u).apply(u));
+                updates.for_each(|u| Handle::register(r, set, u).apply(u));
             }
         });
     });
 }
 
+/// One label set's handles: by instrument, then by series number.
+type Handles = Box<[Box<[OnceCell<Handle>]>]>;
+
 thread_local! {
     static CACHE: RefCell<Cache> = const {
-        RefCell::new(Cache { process_wide: None, local: None, handles: Vec::new() })
+        RefCell::new(Cache { process_wide: None, local: None, sets: Vec::new() })
     };
 }
 
@@ -76,14 +82,14 @@ struct Cache {
     process_wide: Option<RecorderId>,
     /// The last recorder found to be a local one (so that it is not probed again).
     local: Option<RecorderId>,
-    /// By instrument, then by series number.
-    handles: Vec<Box<[OnceCell<Handle>]>>,
+    /// By label set ([`LabelSet::id`]), made on the set's first event on this thread.
+    sets: Vec<Option<Handles>>,
 }
 
 impl Cache {
-    /// The handles to use for the recorder `id`, or `None` when it is a local recorder, whose
-    /// handles must not outlive the event.
-    fn handles(&mut self, id: RecorderId) -> Option<&[Box<[OnceCell<Handle>]>]> {
+    /// The handles of `set` to use for the recorder `id`, or `None` when it is a local
+    /// recorder, whose handles must not outlive the event.
+    fn handles(&mut self, id: RecorderId, set: &LabelSet) -> Option<&Handles> {
         if self.process_wide != Some(id) {
             if self.local == Some(id) || !is_process_wide(id) {
                 self.local = Some(id);
@@ -91,12 +97,17 @@ impl Cache {
             }
             // The global recorder, installed since the last event, or the no-op one.
             self.process_wide = Some(id);
-            self.handles = TABLE
+            self.sets.clear();
+        }
+        if self.sets.len() <= set.id {
+            self.sets.resize_with(set.id + 1, || None);
+        }
+        Some(self.sets[set.id].get_or_insert_with(|| {
+            TABLE
                 .iter()
                 .map(|i| (0..i.series_count()).map(|_| OnceCell::new()).collect())
-                .collect();
-        }
-        Some(&self.handles)
+                .collect()
+        }))
     }
 }
 
@@ -128,35 +139,6 @@ fn is_process_wide(id: RecorderId) -> bool {
     seen == id
 }
 
-/// The key of every series, by instrument and series number, built on first use: registering
-/// then neither allocates nor hashes (a `Key` keeps its hash).
-fn keys() -> &'static [Box<[Key]>] {
-    static KEYS: OnceLock<Vec<Box<[Key]>>> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        TABLE
-            .iter()
-            .map(|i| {
-                (0..i.series_count())
-                    .map(|n| {
-                        let labels: Vec<metrics::Label> = i
-                            .labels
-                            .iter()
-                            .zip(i.slots(n))
-                            .map(|(l, slot)| {
-                                metrics::Label::from_static_parts(
-                                    l.key(),
-                                    l.value(usize::from(slot)),
-                                )
-                            })
-                            .collect();
-                        Key::from_parts(i.prometheus, labels)
-                    })
-                    .collect()
-            })
-            .collect()
-    })
-}
-
 /// A registered series.
 enum Handle {
     Counter(Counter),
@@ -168,9 +150,9 @@ static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 impl Handle {
-    fn register(r: &dyn Recorder, u: Update) -> Self {
+    fn register(r: &dyn Recorder, set: &LabelSet, u: Update) -> Self {
         let i: &Instrument = u.instrument;
-        let key = &keys()[i.index][u.series()];
+        let key = set.key(i.index, u.series());
         match i.kind {
             Kind::Counter => Handle::Counter(r.register_counter(key, &METADATA)),
             Kind::Gauge => Handle::Gauge(r.register_gauge(key, &METADATA)),
@@ -183,6 +165,11 @@ impl Handle {
             (Handle::Counter(c), Value::Add(n)) => c.increment(n),
             (Handle::Gauge(g), Value::Delta(d)) => g.increment(d as f64),
             (Handle::Histogram(h), Value::Observe(v)) => h.record(v),
+            // Registered, the series exists at 0; the no-op update is for recorders that
+            // create a series at its first update rather than at registration.
+            (Handle::Counter(c), Value::Zero) => c.increment(0),
+            (Handle::Gauge(g), Value::Zero) => g.increment(0.0),
+            (Handle::Histogram(_), Value::Zero) => {}
             _ => debug_assert!(false, "{u:?} does not fit its instrument"),
         }
     }
@@ -198,11 +185,14 @@ mod tests {
     fn opened(r: &DebuggingRecorder) -> Vec<(String, u64)> {
         let snapshotter = r.snapshotter();
         metrics::with_local_recorder(r, || {
-            apply(std::iter::once(Update::new(
-                instrument::CONNECTIONS_OPENED,
-                &[0],
-                Value::Add(1),
-            )))
+            apply(
+                LabelSet::empty(),
+                std::iter::once(Update::new(
+                    instrument::CONNECTIONS_OPENED,
+                    &[0],
+                    Value::Add(1),
+                )),
+            )
         });
         snapshotter
             .snapshot()

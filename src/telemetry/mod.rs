@@ -7,21 +7,27 @@
 //! `metrics` facade ([`facade`], a no-op until a recorder is installed) and, with the `otel`
 //! feature, the OpenTelemetry instruments ([`otel`], skipped at the cost of one atomic load
 //! until `wsclose::otel::install` is called). The backends know the table, not the events.
+//!
+//! Every event belongs to a [`Series`]: a role and the static label set of the connection's
+//! configuration ([`labels`]). The series of a (role, label set) are created at 0 once, on the
+//! first connection wrapped with them ([`on_open`]) or earlier through
+//! [`Config::init_metrics`](crate::Config::init_metrics) ([`init_series`]).
 
 use std::sync::Once;
 
 use tracing::{Level, Span};
 
-use crate::{CloseReport, Outcome, Role, State, WireCode};
+use crate::{CODE_LABELS, Cause, CloseReport, Outcome, Role, State, WireCode};
 
 #[cfg(test)]
 mod contract;
 mod facade;
+pub(crate) mod labels;
 #[cfg(feature = "otel")]
 pub(crate) mod otel;
 mod table;
 
-pub use table::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
+pub use table::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, names};
 use table::{Direction, Update, Value, expected_slot, instrument};
 #[cfg(feature = "prometheus")]
 pub(crate) use table::{Kind, TABLE};
@@ -45,13 +51,23 @@ impl Backends {
     }
 
     /// Records the updates of one event: one recorder lookup and one cache access for all.
-    fn apply(&self, updates: impl Iterator<Item = Update> + Clone) {
+    fn apply(&self, set: &'static LabelSet, updates: impl Iterator<Item = Update> + Clone) {
         #[cfg(feature = "otel")]
         if let Some(otel) = self.otel {
-            updates.clone().for_each(|u| otel.apply(u));
+            updates.clone().for_each(|u| otel.apply(set, u));
         }
-        facade::apply(updates);
+        facade::apply(set, updates);
     }
+}
+
+use labels::LabelSet;
+
+/// Whose series an event moves: a role, and the static labels of the connection's
+/// configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Series {
+    pub(crate) role: Role,
+    pub(crate) labels: &'static LabelSet,
 }
 
 /// The updates of the per-role instruments.
@@ -59,43 +75,143 @@ fn per_role(i: &'static table::Instrument, role: Role, value: Value) -> Update {
     Update::new(i, &[role.index()], value)
 }
 
+/// The series of `role` that an end can produce, each at 0 ([`Value::Zero`]): the dashboards
+/// and the alerts read all of them, and `increase()` and `rate()` see the first event of a
+/// series only when the series existed before it. Only combinations that can occur:
+/// `expected` is the one the outcome implies; `cause="transport"` never comes with
+/// `protocol_error` (a transport end's outcome is fixed by the transport's error, and every
+/// protocol violation is the peer's); a Close frame is never *sent* with an `invalid` code
+/// (outgoing codes are validated). 83 series per role, the whole bound of docs/metrics.md but
+/// for those 3.
+fn zeros(role: Role) -> impl Iterator<Item = Update> + Clone {
+    let r = role.index();
+    let per_role = [
+        instrument::CONNECTIONS_ACTIVE,
+        instrument::CONNECTIONS_OPENED,
+        instrument::CLOSE_REDUNDANT,
+        instrument::SEND_AFTER_CLOSE,
+        instrument::MESSAGES_DROPPED,
+    ]
+    .into_iter()
+    .map(move |i| Update::new(i, &[r], Value::Zero));
+    let closes = Cause::ALL.iter().flat_map(move |c| {
+        Outcome::ALL
+            .iter()
+            .filter(move |o| !(*c == Cause::Transport && **o == Outcome::ProtocolError))
+            .map(move |o| {
+                let slots = [r, c.index(), o.index(), expected_slot(*o)];
+                Update::new(instrument::CLOSES, &slots, Value::Zero)
+            })
+    });
+    let durations = [instrument::CLOSE_DURATION, instrument::CONNECTION_DURATION]
+        .into_iter()
+        .flat_map(move |i| {
+            Outcome::ALL
+                .iter()
+                .map(move |o| Update::new(i, &[r, o.index()], Value::Zero))
+        });
+    let invalid = WireCode::Invalid(None).label_index();
+    let frames = Direction::ALL.into_iter().flat_map(move |d| {
+        (0..CODE_LABELS.len())
+            .filter(move |code| !(d == Direction::Sent && *code == invalid))
+            .map(move |code| {
+                Update::new(instrument::CLOSE_FRAMES, &[r, d.index(), code], Value::Zero)
+            })
+    });
+    per_role.chain(closes).chain(durations).chain(frames)
+}
+
+/// Creates the series of `series` at 0 in every backend, unless they exist already: once per
+/// role and label set in the process, whatever the number of connections.
+pub(crate) fn init_series(series: Series) {
+    DESCRIBE_ONCE.call_once(table::describe);
+    series.labels.zero_once(series.role, || {
+        Backends::get().apply(series.labels, zeros(series.role))
+    });
+}
+
 static DESCRIBE_ONCE: Once = Once::new();
 
-/// The span of one connection (`websocket`: `conn_id`, `role`, `peer`), parent of its close
-/// span and of every event about it.
-pub(crate) fn connection_span(id: u64, role: Role, peer: Option<std::net::SocketAddr>) -> Span {
+/// Registers HELP text and units for every series with the installed `metrics` recorder, and
+/// creates at 0 the series of every role and static label set already in use (see
+/// [`Config::init_metrics`](crate::Config::init_metrics)).
+///
+/// [`prometheus::install`](crate::prometheus::install) calls this for you; call it yourself
+/// after installing any other recorder. It is also called once, on the first wrapped
+/// connection, for recorders installed before that.
+pub fn describe_metrics() {
+    table::describe();
+    for set in LabelSet::all() {
+        for role in Role::ALL {
+            if set.is_zeroed(*role) {
+                facade::apply(set, zeros(*role));
+            }
+        }
+    }
+}
+
+/// The OpenTelemetry instruments were just installed: the series created at 0 before are
+/// created in them too.
+#[cfg(feature = "otel")]
+fn on_otel_installed(instruments: &otel::Instruments) {
+    for set in LabelSet::all() {
+        for role in Role::ALL {
+            if set.is_zeroed(*role) {
+                zeros(*role).for_each(|u| instruments.apply(set, u));
+            }
+        }
+    }
+}
+
+/// The span of one connection (`websocket`: `conn_id`, `role`, `peer`, and `labels`, the
+/// static labels as `name=value,…` when there are any), parent of its close span and of every
+/// event about it.
+pub(crate) fn connection_span(id: u64, series: Series, peer: Option<std::net::SocketAddr>) -> Span {
     let span = tracing::debug_span!(
         target: "wsclose",
         "websocket",
         conn_id = id,
-        role = role.as_str(),
+        role = series.role.as_str(),
         peer = tracing::field::Empty,
+        labels = tracing::field::Empty,
     );
     if let Some(peer) = peer {
         span.record("peer", tracing::field::display(peer));
     }
+    if !series.labels.display.is_empty() && !span.is_disabled() {
+        span.record("labels", series.labels.display);
+    }
     span
 }
 
-pub(crate) fn on_open(role: Role) {
-    DESCRIBE_ONCE.call_once(describe_metrics);
-    // Rare-event counters exist from the first connection on, at 0, so `increase()` and
-    // alerts see their first event rather than a series appearing out of nowhere.
+pub(crate) fn on_open(series: Series) {
+    // Every series an end can produce exists from the first connection of its role and label
+    // set on (or from `Config::init_metrics`), at 0, so `increase()` and alerts see the first
+    // event rather than a series appearing out of nowhere. One atomic load after the first.
+    init_series(series);
+    let role = series.role;
     Backends::get().apply(
+        series.labels,
         [
             per_role(instrument::CONNECTIONS_OPENED, role, Value::Add(1)),
             per_role(instrument::CONNECTIONS_ACTIVE, role, Value::Delta(1)),
-            per_role(instrument::CLOSE_REDUNDANT, role, Value::Add(0)),
-            per_role(instrument::SEND_AFTER_CLOSE, role, Value::Add(0)),
-            per_role(instrument::MESSAGES_DROPPED, role, Value::Add(0)),
         ]
         .into_iter(),
     );
 }
 
+/// Distinct static label sets keep coming: their values are probably not from a fixed list.
+pub(crate) fn on_many_label_sets(n: usize) {
+    tracing::warn!(
+        target: "wsclose",
+        "{n} distinct sets of static labels in use: each multiplies the number of series; \
+         static label values must come from a small fixed list (routes, not request data)"
+    );
+}
+
 /// Everything known about an end, for metrics, the close span and the end events.
 pub(crate) struct End<'a> {
-    pub(crate) role: Role,
+    pub(crate) series: Series,
     pub(crate) report: &'a CloseReport,
     pub(crate) state_before: State,
     pub(crate) close_attempted: bool,
@@ -114,7 +230,7 @@ pub(crate) fn on_end(end: &End<'_>) {
         tracing::debug!(target: "wsclose", parent: end.span, error = %error, "close detail");
     }
     let r = end.report;
-    let role = end.role.index();
+    let role = end.series.role.index();
     let outcome = r.outcome;
     let frame = |direction: Direction, code: Option<WireCode>| {
         code.map(|code| {
@@ -148,17 +264,17 @@ pub(crate) fn on_end(end: &End<'_>) {
         (r.messages_dropped > 0).then(|| {
             per_role(
                 instrument::MESSAGES_DROPPED,
-                end.role,
+                end.series.role,
                 Value::Add(r.messages_dropped),
             )
         }),
         Some(per_role(
             instrument::CONNECTIONS_ACTIVE,
-            end.role,
+            end.series.role,
             Value::Delta(-1),
         )),
     ];
-    Backends::get().apply(updates.iter().flatten().copied());
+    Backends::get().apply(end.series.labels, updates.iter().flatten().copied());
 
     if let Some(span) = end.close_span {
         record_close_span(span, r);
@@ -195,15 +311,15 @@ pub(crate) fn on_end(end: &End<'_>) {
     }
 }
 
-pub(crate) fn on_redundant_close(role: Role, state: State, span: &Span) {
-    let u = per_role(instrument::CLOSE_REDUNDANT, role, Value::Add(1));
-    Backends::get().apply(std::iter::once(u));
+pub(crate) fn on_redundant_close(series: Series, state: State, span: &Span) {
+    let u = per_role(instrument::CLOSE_REDUNDANT, series.role, Value::Add(1));
+    Backends::get().apply(series.labels, std::iter::once(u));
     tracing::debug!(target: "wsclose", parent: span, state = %state, "close requested on a connection already closing or closed");
 }
 
-pub(crate) fn on_send_after_close(role: Role, state: State, span: &Span) {
-    let u = per_role(instrument::SEND_AFTER_CLOSE, role, Value::Add(1));
-    Backends::get().apply(std::iter::once(u));
+pub(crate) fn on_send_after_close(series: Series, state: State, span: &Span) {
+    let u = per_role(instrument::SEND_AFTER_CLOSE, series.role, Value::Add(1));
+    Backends::get().apply(series.labels, std::iter::once(u));
     tracing::debug!(target: "wsclose", parent: span, state = %state, "send refused: connection closing or closed");
 }
 
@@ -292,4 +408,71 @@ pub(crate) fn on_signal_unavailable(signal: Signal, error: &std::io::Error) {
 /// Closes on a runtime without a timer cannot be bounded (logged once per process).
 pub(crate) fn on_runtime_without_timers(why: &str) {
     tracing::warn!(target: "wsclose", "{}", why);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    #[test]
+    fn the_zero_series_are_the_combinations_that_can_occur() {
+        for role in Role::ALL {
+            let all: Vec<Update> = zeros(*role).collect();
+            assert_eq!(all.len(), 83);
+            let distinct: BTreeSet<(usize, usize)> = all
+                .iter()
+                .map(|u| (u.instrument.index, u.series()))
+                .collect();
+            assert_eq!(distinct.len(), all.len(), "no series twice");
+            for u in &all {
+                assert_eq!(u.value, Value::Zero);
+                assert_eq!(usize::from(u.slots[0]), role.index());
+                if u.instrument.index == instrument::CLOSES.index {
+                    let outcome = Outcome::ALL[usize::from(u.slots[2])];
+                    assert_eq!(usize::from(u.slots[3]), expected_slot(outcome));
+                    let cause = Cause::ALL[usize::from(u.slots[1])];
+                    assert!(!(cause == Cause::Transport && outcome == Outcome::ProtocolError));
+                }
+            }
+            let closes = all
+                .iter()
+                .filter(|u| u.instrument.index == instrument::CLOSES.index)
+                .count();
+            assert_eq!(closes, 35);
+        }
+    }
+
+    /// Every series of a role and label set at 0 after `init_series`, with the static labels,
+    /// and none of the other role.
+    #[test]
+    fn init_series_creates_a_roles_series_at_zero_with_the_static_labels() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let labels = LabelSet::empty().with("t_init", "x").unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            init_series(Series {
+                role: Role::Server,
+                labels,
+            })
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(snapshot.len(), 83);
+        for (k, _, _, v) in snapshot {
+            let key = k.key();
+            let l: Vec<(&str, &str)> = key.labels().map(|l| (l.key(), l.value())).collect();
+            assert!(l.contains(&("role", "server")), "{key:?}");
+            assert_eq!(l.last(), Some(&("t_init", "x")), "{key:?}");
+            match v {
+                DebugValue::Counter(n) => assert_eq!(n, 0, "{key:?}"),
+                DebugValue::Gauge(g) => assert_eq!(g.into_inner(), 0.0, "{key:?}"),
+                DebugValue::Histogram(h) => assert!(h.is_empty(), "{key:?}"),
+            }
+        }
+        assert!(labels.is_zeroed(Role::Server));
+        assert!(!labels.is_zeroed(Role::Client));
+    }
 }

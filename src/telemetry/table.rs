@@ -3,7 +3,7 @@
 //! bounded values; and [`Update`], what an event does to one series of one instrument.
 //!
 //! Everything else is derived from here: [`names`], [`otel_names`], [`attributes`],
-//! [`describe_metrics`], the Prometheus buckets, both backends (`facade.rs`, `otel.rs`) and
+//! [`crate::describe_metrics`], the Prometheus buckets, both backends (`facade.rs`, `otel.rs`) and
 //! `dashboards/contract.json` (rendered by the `contract` tests, which also hold the
 //! documentation's tables to it).
 
@@ -288,12 +288,9 @@ impl Instrument {
     }
 }
 
-/// Registers HELP text and units for every series with the installed `metrics` recorder.
-///
-/// [`prometheus::install`](crate::prometheus::install) calls this for you; call it yourself
-/// after installing any other recorder. It is also called once, on the first wrapped
-/// connection, for recorders installed before that.
-pub fn describe_metrics() {
+/// Registers HELP text and units for every series with the current `metrics` recorder (the
+/// public [`crate::describe_metrics`] also creates the zero series).
+pub(crate) fn describe() {
     metrics::with_recorder(|r| {
         for i in &TABLE {
             let (key, unit, help) = (
@@ -330,7 +327,6 @@ pub(crate) const MAX_LABELS: usize = 4;
 pub(crate) type Slots = [u8; MAX_LABELS];
 
 /// Every label key, in the order of `docs/metrics.md`'s label table.
-#[cfg(test)]
 pub(crate) const LABELS: [Label; 6] = [
     Label::Role,
     Label::Cause,
@@ -457,6 +453,8 @@ pub(crate) enum Value {
     Delta(i64),
     /// A histogram observation.
     Observe(f64),
+    /// Creates the series at 0 without changing it (a histogram with no observation).
+    Zero,
 }
 
 impl Update {
@@ -474,6 +472,7 @@ impl Update {
                 (Kind::Counter, Value::Add(_))
                     | (Kind::Gauge, Value::Delta(_))
                     | (Kind::Histogram, Value::Observe(_))
+                    | (_, Value::Zero)
             ),
             "{}",
             instrument.prometheus
