@@ -33,10 +33,9 @@ use std::task::{Context, Poll};
 use ::axum::extract::ws::{CloseFrame, Message, WebSocket};
 
 use crate::classify::{Verdict, classify_io, classify_ws_axum};
-use crate::transport::{KEEPALIVE_PAYLOAD, Transport, sealed};
+use crate::transport::{KEEPALIVE_PAYLOAD, Transport};
 use crate::{Cause, Outcome};
 
-impl sealed::Sealed for WebSocket {}
 
 impl Transport for WebSocket {
     type Message = Message;

@@ -117,6 +117,7 @@ pub use error::Error;
 pub use registry::{Registry, ShutdownReport, shutdown_signal};
 pub use taxonomy::{Cause, CloseReport, Outcome, Role, State, WireCode};
 pub use telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
+pub use classify::Verdict;
 pub use transport::Transport;
 
 /// The WebSocket library this crate wraps.
