@@ -71,6 +71,10 @@
 //! - `prometheus` (default): [`prometheus::install`], a one-liner that installs
 //!   metrics-exporter-prometheus with this crate's histogram buckets.
 //! - `axum`: the same close logic for `axum::extract::ws::WebSocket` (see the `axum` module).
+//! - `tokio-websockets`: the same for `tokio_websockets::WebSocketStream` (see the
+//!   `tokio_websockets` module).
+//!
+//! Another library is supported by implementing [`Transport`] (see its documentation).
 //! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
 //!   `Meter` (names, units and attributes after OpenTelemetry's general naming rules, the same buckets), alone or next to
 //!   the `metrics` facade; spans export through `tracing-opentelemetry`. See
@@ -108,8 +112,13 @@ pub mod otel;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 
+#[cfg(feature = "tokio-websockets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-websockets")))]
+pub mod tokio_websockets;
+
 pub mod guide;
 
+pub use classify::Verdict;
 pub use code::{CODE_LABELS, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason};
 pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
@@ -117,7 +126,6 @@ pub use error::Error;
 pub use registry::{Registry, ShutdownReport, shutdown_signal};
 pub use taxonomy::{Cause, CloseReport, Outcome, Role, State, WireCode};
 pub use telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
-pub use classify::Verdict;
 pub use transport::Transport;
 
 /// The WebSocket library this crate wraps.
