@@ -73,6 +73,8 @@
 //! - `axum`: the same close logic for `axum::extract::ws::WebSocket` (see the `axum` module).
 //! - `tokio-websockets`: the same for `tokio_websockets::WebSocketStream` (see the
 //!   `tokio_websockets` module).
+//! - `fastwebsockets`: the same for `fastwebsockets::WebSocket`, through the adapter
+//!   `fastwebsockets::Socket` (see the `fastwebsockets` module).
 //!
 //! Another library is supported by implementing [`Transport`] (see its documentation).
 //! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
@@ -115,6 +117,10 @@ pub mod axum;
 #[cfg(feature = "tokio-websockets")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-websockets")))]
 pub mod tokio_websockets;
+
+#[cfg(feature = "fastwebsockets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fastwebsockets")))]
+pub mod fastwebsockets;
 
 pub mod guide;
 
