@@ -150,6 +150,8 @@ pub struct Socket<S> {
     obligations: Obligations,
     /// Frames accepted by the sink (and obligations moved behind them), not yet written.
     out: VecDeque<Frame<'static>>,
+    /// The payload bytes in `out`.
+    queued: usize,
     /// Bytes were written since the last flush of the stream.
     dirty: bool,
     close_sent: bool,
@@ -182,6 +184,7 @@ where
             write: WriteSide::Idle(write),
             obligations: Arc::default(),
             out: VecDeque::new(),
+            queued: 0,
             dirty: false,
             close_sent: false,
             close_received: false,
@@ -195,7 +198,10 @@ where
             .obligations
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.out.extend(obligations.drain(..));
+        for frame in obligations.drain(..) {
+            self.queued += frame.payload.len();
+            self.out.push_back(frame);
+        }
     }
 
     /// Writes every queued frame and flushes the stream.
@@ -211,7 +217,10 @@ where
                 WriteSide::Idle(_) => {
                     self.take_obligations();
                     let frame = match self.out.pop_front() {
-                        Some(frame) => frame,
+                        Some(frame) => {
+                            self.queued -= frame.payload.len();
+                            frame
+                        }
                         None if self.dirty => {
                             self.dirty = false;
                             let WriteSide::Idle(mut writer) =
@@ -333,8 +342,9 @@ where
     }
 }
 
-/// How many accepted frames `poll_ready` lets queue up before it writes them.
-const QUEUE_LIMIT: usize = 64;
+/// How many payload bytes `poll_ready` lets queue up before it writes them (and waits for the
+/// socket to take them: the push-back on a peer that does not read).
+const QUEUE_LIMIT: usize = 64 * 1024;
 
 impl<S> Sink<Message> for Socket<S>
 where
@@ -344,7 +354,7 @@ where
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = self.get_mut();
-        if this.out.len() >= QUEUE_LIMIT {
+        if this.queued >= QUEUE_LIMIT {
             this.flushing = Some(cx.waker().clone());
             ready!(this.poll_write_all(cx))?;
             this.flushing = None;
@@ -359,7 +369,9 @@ where
             return Err(WebSocketError::ConnectionClosed);
         }
         this.take_obligations();
-        this.out.push_back(item.into_frame());
+        let frame = item.into_frame();
+        this.queued += frame.payload.len();
+        this.out.push_back(frame);
         Ok(())
     }
 
