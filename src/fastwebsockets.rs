@@ -288,6 +288,15 @@ where
     }
 }
 
+impl<S> From<WebSocket<S>> for Socket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn from(ws: WebSocket<S>) -> Self {
+        Socket::new(ws)
+    }
+}
+
 impl<S> Stream for Socket<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -354,12 +363,13 @@ where
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = self.get_mut();
-        if this.queued >= QUEUE_LIMIT {
-            this.flushing = Some(cx.waker().clone());
-            ready!(this.poll_write_all(cx))?;
-            this.flushing = None;
+        if this.queued < QUEUE_LIMIT {
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        this.flushing = Some(cx.waker().clone());
+        let result = ready!(this.poll_write_all(cx));
+        this.flushing = None;
+        Poll::Ready(result)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
