@@ -63,6 +63,7 @@ library_tests!(
     send_after_close_is_refused,
     redundant_close_returns_the_same_report,
     dropping_every_handle_sends_1001,
+    a_pending_read_does_not_hold_up_a_write,
 );
 
 async fn clean_close_started_by_us<F: Flavor>() {
@@ -303,5 +304,36 @@ async fn dropping_every_handle_sends_1001<F: Flavor>() {
         assert_eq!(report.code_sent, Some(WireCode::Valid(1001)));
         assert_eq!(m.closes(r(role), "app", "clean"), 1, "{}", m.dump());
         m.assert_balanced(r(role));
+    }
+}
+
+/// A reader parked on a silent peer must not keep the writer (or the close) from the socket.
+async fn a_pending_read_does_not_hold_up_a_write<F: Flavor>() {
+    for &role in F::ROLES {
+        let (ws, mut raw) = F::with_raw(role, &Config::new()).await;
+        let (mut tx, mut rx) = ws.split();
+        let reader = tokio::spawn(async move {
+            let mut n = 0;
+            while let Some(Ok(_)) = rx.next().await {
+                n += 1;
+            }
+            n
+        });
+        // Let the reader park on its read.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        bounded(tx.send(F::text("while reading"))).await.unwrap();
+        let frame = bounded(raw.read_frame()).await.unwrap().expect("the text");
+        assert_eq!(frame.text(), Some("while reading"), "{role}");
+        let handle = tx.handle();
+        let close = tokio::spawn(async move { handle.close(1000, "").await });
+        let frame = bounded(raw.read_frame()).await.unwrap().expect("our Close");
+        assert_eq!(frame.close_code(), Some(1000), "{role}");
+        raw.send_close(Some(1000), b"").await.unwrap();
+        raw.shutdown_write().await.unwrap();
+        let report = bounded(close).await.unwrap().unwrap();
+        assert_eq!(report.outcome, Outcome::Clean, "{role}: {report:?}");
+        // The Close is handed to the reader too; then its stream ends.
+        assert!(bounded(reader).await.unwrap() <= 1);
     }
 }
