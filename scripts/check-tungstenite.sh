@@ -32,8 +32,12 @@ alias = dep(root, "tungstenite_axum")
 ours_tt = dep(root, "tokio_tungstenite")
 print(axum_tung["version"], alias["version"], axum_tt["version"], ours_tt["version"])
 '
-)
+) || true
 
+if [ -z "${ours_tt:-}" ]; then
+  echo "FAIL: could not read the dependency graph (cargo metadata --locked: is Cargo.lock current?)" >&2
+  exit 1
+fi
 echo "axum: tokio-tungstenite $axum_tt (tungstenite $axum_tung); wsclose: tokio-tungstenite $ours_tt, tungstenite_axum $alias_tung"
 
 if [ "$axum_tung" != "$alias_tung" ]; then

@@ -21,6 +21,7 @@ use crate::{Cause, Outcome, WireCode};
 /// [`internal`]: Verdict::internal
 /// [`from_io`]: Verdict::from_io
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// The connection is over: it ends with `outcome`, started by `cause`.
     Fatal {
