@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Autobahn|Testsuite conformance, both roles, wsclose side by side with raw tokio-tungstenite.
+# Autobahn|Testsuite conformance, both roles, wsclose side by side with each library used raw.
 #
 #   scripts/autobahn.sh
 #
 # - server role: `wstest -m fuzzingclient` against the wsclose echo server
 #   (examples/echo_server.rs) and against a plain tokio-tungstenite echo server
-#   (tests/autobahn/raw.rs);
+#   (tests/autobahn/raw.rs); and, for the libraries behind features, against an echo server of
+#   each wrapped by wsclose and used raw (tests/autobahn/{tokio_websockets,fastwebsockets}.rs,
+#   `--raw`), in a wstest process per library next to the first;
 # - client role: `wstest -m fuzzingserver` against tests/autobahn/client.rs, once wrapped by
 #   wsclose and once with `--raw`.
 # All cases except compression (12.*, 13.*). wstest exits 0 even when cases fail, so this script
 # reads every index.json itself and fails when a case behaves worse than
-# autobahn/expected-results.json allows, or when fewer cases ran than expected.
+# autobahn/expected-results.json allows, or is worse than the same library used raw, or when
+# fewer cases ran than expected. While wstest runs, a line of progress every 20 s.
 #
 # Needs pyenv's Python 2.7.18 (or PYTHON2=/path/to/python2.7). The virtualenv with upstream's pins
 # (autobahn/requirements.txt) lives in $CARGO_TARGET_DIR/autobahn-venv and is reused.
@@ -26,6 +29,8 @@ VENV="$CARGO_TARGET_DIR/autobahn-venv"
 TOOLS="$CARGO_TARGET_DIR/autobahn-tools"
 PY3="${PYTHON3:-python3}"
 started=$SECONDS
+# Python 2.7's end-of-life banners (pip's, cryptography's) say nothing about the run.
+export PYTHONWARNINGS=ignore PIP_NO_PYTHON_VERSION_WARNING=1 VIRTUALENV_NO_PERIODIC_UPDATE=1
 
 # ---------------------------------------------------------------- Python 2.7 + autobahntestsuite
 PY2="${PYTHON2:-$HOME/.pyenv/versions/2.7.18/bin/python}"
@@ -52,11 +57,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! [ -x "$VENV/bin/wstest" ]; 
   "$VENV/bin/pip" install --disable-pip-version-check -q -r autobahn/requirements.txt
   echo "$want" >"$stamp"
 fi
-export PYTHONWARNINGS=ignore
 
 # ---------------------------------------------------------------- build the testees once
-cargo build --release --quiet --features prometheus \
-  --example echo_server --example autobahn_client --example autobahn_raw
+cargo build --release --quiet --features tokio-websockets,fastwebsockets \
+  --example autobahn_client --example autobahn_raw \
+  --example autobahn_tokio_websockets --example autobahn_fastwebsockets
+cargo build --release --quiet -p wsclose-examples --bin echo_server
 BIN="$CARGO_TARGET_DIR/release/examples"
 
 # ---------------------------------------------------------------- ports and processes
@@ -80,7 +86,7 @@ wait_port() { # bounded: 60 s (wstest imports slowly on a busy machine)
 }
 
 rm -rf "$WORK"
-mkdir -p "$WORK/server" "$WORK/client"
+mkdir -p "$WORK/server" "$WORK/client" "$WORK/tokio-websockets" "$WORK/fastwebsockets"
 # A port picked by free_port can be taken by someone else before we bind it: retry (bounded).
 start_testee() { # NAME PORT_VAR CMD...: starts CMD in the background, sets PORT_VAR, waits for it
   local name=$1 var=$2
@@ -104,8 +110,12 @@ start_testee() { # NAME PORT_VAR CMD...: starts CMD in the background, sets PORT
   return 1
 }
 METRICS_PORT=$(free_port)
-RUST_LOG=warn start_testee echo_server WS_PORT "$BIN/echo_server"
+RUST_LOG=warn start_testee echo_server WS_PORT "$CARGO_TARGET_DIR/release/echo_server"
 start_testee autobahn_raw RAW_PORT "$BIN/autobahn_raw"
+start_testee tws TWS_PORT "$BIN/autobahn_tokio_websockets"
+start_testee tws_raw TWS_RAW_PORT "$BIN/autobahn_tokio_websockets" --raw
+start_testee fws FWS_PORT "$BIN/autobahn_fastwebsockets"
+start_testee fws_raw FWS_RAW_PORT "$BIN/autobahn_fastwebsockets" --raw
 FUZZ_PORT=$(free_port)
 
 cat >"$WORK/fuzzingclient.json" <<JSON
@@ -120,6 +130,24 @@ cat >"$WORK/fuzzingclient.json" <<JSON
   "exclude-agent-cases": {}
 }
 JSON
+# The libraries behind features: one wstest each, so that the four wstest processes keep both
+# cores busy to the end (the 9.* cases, large messages, take most of the time).
+library_config() { # LIBRARY PORT RAW_PORT
+  cat >"$WORK/fuzzing-$1.json" <<JSON
+{
+  "outdir": "$WORK/$1",
+  "servers": [
+    {"agent": "wsclose-$1", "url": "ws://127.0.0.1:$2"},
+    {"agent": "$1", "url": "ws://127.0.0.1:$3"}
+  ],
+  "cases": ["*"],
+  "exclude-cases": ["12.*", "13.*"],
+  "exclude-agent-cases": {}
+}
+JSON
+}
+library_config tokio-websockets "$TWS_PORT" "$TWS_RAW_PORT"
+library_config fastwebsockets "$FWS_PORT" "$FWS_RAW_PORT"
 cat >"$WORK/fuzzingserver.json" <<JSON
 {
   "url": "ws://127.0.0.1:$FUZZ_PORT",
@@ -138,11 +166,38 @@ fuzz_server=$!
 pids+=($fuzz_server)
 wait_port "$FUZZ_PORT"
 
-echo "autobahn.sh: server role (wstest fuzzingclient) and client role (wstest fuzzingserver)"
+wstest_started=$SECONDS
+echo "autobahn.sh: server role (wstest fuzzingclient: wsclose on tokio-tungstenite, on" \
+  "tokio-websockets and on fastwebsockets, each next to the library used raw) and client role" \
+  "(wstest fuzzingserver)"
 (cd "$WORK" && exec "$VENV/bin/wstest" -m fuzzingclient -s "$WORK/fuzzingclient.json" \
   >"$WORK/fuzzingclient.log" 2>&1) &
 fuzz_client=$!
 pids+=($fuzz_client)
+fuzz_libraries=()
+for library in tokio-websockets fastwebsockets; do
+  (cd "$WORK" && exec "$VENV/bin/wstest" -m fuzzingclient -s "$WORK/fuzzing-$library.json" \
+    >"$WORK/fuzzing-$library.log" 2>&1) &
+  fuzz_libraries+=($!)
+  pids+=($!)
+done
+
+# Progress: the cases each wstest has begun (it logs one line per case and agent).
+progress() {
+  local total=$1
+  while sleep 20; do
+    local line="autobahn.sh: $((SECONDS - started)) s:" name log
+    for name in server:fuzzingclient client:fuzzingserver tokio-websockets:fuzzing-tokio-websockets \
+      fastwebsockets:fuzzing-fastwebsockets; do
+      log="$WORK/${name#*:}.log"
+      line+=" ${name%%:*} $(grep -c 'Running test case' "$log" 2>/dev/null || true)/$((2 * total))"
+    done
+    echo "$line cases"
+  done
+}
+progress 301 &
+progress_pid=$!
+pids+=($progress_pid)
 
 client_rc=0
 "$BIN/autobahn_client" --server "ws://127.0.0.1:$FUZZ_PORT" 2>"$WORK/client-wsclose.log" || client_rc=$?
@@ -150,6 +205,9 @@ client_rc=0
 kill "$fuzz_server" 2>/dev/null || true
 server_rc=0
 wait "$fuzz_client" || server_rc=$?
+for pid in "${fuzz_libraries[@]}"; do wait "$pid" || server_rc=$?; done
+kill "$progress_pid" 2>/dev/null || true
+echo "autobahn.sh: wstest ran for $((SECONDS - wstest_started)) s"
 if [ "$client_rc" != 0 ] || [ "$server_rc" != 0 ]; then
   echo "autobahn.sh: a testee or wstest failed (client $client_rc, wstest $server_rc); see $WORK/*.log" >&2
 fi
@@ -165,7 +223,10 @@ PYEOF
 
 rc=0
 "$PY3" scripts/autobahn_check.py autobahn/expected-results.json \
-  "server=$WORK/server/index.json" "client=$WORK/client/index.json" || rc=$?
-echo "autobahn.sh: done in $((SECONDS - started)) s; reports in $WORK/{server,client}/index.html"
+  "server=$WORK/server/index.json" "client=$WORK/client/index.json" \
+  "server-tokio-websockets=$WORK/tokio-websockets/index.json" \
+  "server-fastwebsockets=$WORK/fastwebsockets/index.json" || rc=$?
+echo "autobahn.sh: done in $((SECONDS - started)) s; reports in" \
+  "$WORK/{server,client,tokio-websockets,fastwebsockets}/index.html"
 [ "$client_rc" = 0 ] && [ "$server_rc" = 0 ] && exit $rc
 exit 1

@@ -104,7 +104,7 @@ prerequisites() {
 # `cargo check --quiet` per feature: one line per feature, so a minute of building is not silent.
 check_each_feature() {
   local f
-  for f in prometheus axum otel; do
+  for f in prometheus axum otel tokio-websockets fastwebsockets; do
     echo "    cargo check --lib --no-default-features --features $f"
     cargo check --quiet -p wsclose --lib --no-default-features --features "$f" || return 1
   done
@@ -129,7 +129,8 @@ step "doc tests (all features)" cargo test -p wsclose --doc --all-features
 step "doc tests (default features)" cargo test -p wsclose --doc
 step "loom model of the close gate" \
   env LOOM_MAX_PREEMPTIONS=3 cargo test --release --manifest-path loom/Cargo.toml
-step "autobahn (both roles, vs raw tokio-tungstenite)" scripts/autobahn.sh
+step "tungstenite versions (axum's and ours)" scripts/check-tungstenite.sh
+step "autobahn (both roles vs raw tokio-tungstenite; server role on tokio-websockets and fastwebsockets vs each raw)" scripts/autobahn.sh
 step "fuzz (20 s per target)" scripts/fuzz.sh 20
 step "dashboards, rules and runbook" scripts/check-dashboards.sh
 step "first unexpected close seen by a real Prometheus (series from the start)" scripts/e2e-first-close.sh

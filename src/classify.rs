@@ -7,23 +7,67 @@ use std::io;
 
 use crate::{Cause, Outcome, WireCode};
 
-/// What an error means for the connection.
+/// What a transport error means for the connection: the answer of
+/// [`Transport::verdict`](crate::Transport::verdict).
 ///
-/// Public only because the sealed [`Transport`](crate::Transport) trait names it; not
-/// reachable from outside the crate.
+/// The constructors cover the taxonomy a transport maps its errors onto: [`peer_gone`]
+/// (reset, EOF), [`protocol_error`] (the peer broke RFC 6455), [`io_error`] (any other I/O
+/// failure), [`internal`] (a bug on this side: a write after the library closed, a misuse) and
+/// [`from_io`] for an `std::io::ErrorKind`.
+///
+/// [`peer_gone`]: Verdict::peer_gone
+/// [`protocol_error`]: Verdict::protocol_error
+/// [`io_error`]: Verdict::io_error
+/// [`internal`]: Verdict::internal
+/// [`from_io`]: Verdict::from_io
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[doc(hidden)]
-#[allow(unreachable_pub)]
+#[non_exhaustive]
 pub enum Verdict {
-    /// The connection is over: it ends with `outcome`, started by `cause`. When `reply` is set,
-    /// a Close frame with that code is sent (best effort) before the transport is shut down.
+    /// The connection is over: it ends with `outcome`, started by `cause`.
     Fatal {
+        /// How the connection ends (the report's and the metrics' `outcome`).
         outcome: Outcome,
+        /// Who ended it (the report's and the metrics' `cause`).
         cause: Cause,
+        /// A Close frame with this code is sent (best effort) before the transport is shut
+        /// down. `None` when the library already queued or sent its own Close frame for this
+        /// error, or when nothing can be sent any more.
         reply: Option<u16>,
     },
-    /// The operation failed but the connection goes on (the caller gets its message back).
+    /// The operation failed but the connection goes on (the caller gets the error back, the
+    /// connection stays open): a full write buffer, for instance.
     Recoverable,
+}
+
+impl Verdict {
+    /// The peer went away without a closing handshake: a reset, an EOF, a broken pipe.
+    pub const fn peer_gone() -> Self {
+        fatal(Outcome::PeerGone, Cause::Transport, None)
+    }
+
+    /// The peer broke the protocol; `reply` is the Close code to send it (1002, 1007, 1009…),
+    /// or `None` when the library already queued its own.
+    pub const fn protocol_error(reply: Option<u16>) -> Self {
+        fatal(Outcome::ProtocolError, Cause::Peer, reply)
+    }
+
+    /// An I/O failure that is not the peer going away.
+    pub const fn io_error() -> Self {
+        fatal(Outcome::IoError, Cause::Transport, None)
+    }
+
+    /// A failure on this side: the library was used after it closed, or an error that has no
+    /// place in the taxonomy.
+    pub const fn internal() -> Self {
+        fatal(Outcome::InternalError, Cause::App, None)
+    }
+
+    /// Classifies an I/O error kind: reset, aborted, broken pipe, EOF and not connected are
+    /// [`peer_gone`](Verdict::peer_gone), a timeout is `timeout`, anything else
+    /// [`io_error`](Verdict::io_error).
+    pub fn from_io(kind: io::ErrorKind) -> Self {
+        classify_io(kind)
+    }
 }
 
 const fn fatal(outcome: Outcome, cause: Cause, reply: Option<u16>) -> Verdict {

@@ -76,10 +76,16 @@
 //!   metrics-exporter-prometheus with this crate's histogram buckets (and its HTTP `/metrics`
 //!   listener); [`prometheus::install_recorder`] without the listener.
 //! - `axum`: the same close logic for `axum::extract::ws::WebSocket` (see the `axum` module).
+//! - `tokio-websockets`: the same for `tokio_websockets::WebSocketStream` (see the
+//!   `tokio_websockets` module).
+//! - `fastwebsockets`: the same for `fastwebsockets::WebSocket`, through the adapter
+//!   `fastwebsockets::Socket` (see the `fastwebsockets` module).
 //! - `otel`: [`otel::install`], every metric recorded natively through an OpenTelemetry
 //!   `Meter` (names, units and attributes after OpenTelemetry's general naming rules, the same buckets), alone or next to
 //!   the `metrics` facade; spans export through `tracing-opentelemetry`. See
 //!   [`guide::opentelemetry`].
+//!
+//! Another library is supported by implementing [`Transport`] (see its documentation).
 //!
 //! # Guides
 //!
@@ -115,8 +121,17 @@ pub mod otel;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 
+#[cfg(feature = "tokio-websockets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-websockets")))]
+pub mod tokio_websockets;
+
+#[cfg(feature = "fastwebsockets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fastwebsockets")))]
+pub mod fastwebsockets;
+
 pub mod guide;
 
+pub use classify::Verdict;
 pub use code::{
     CODE_LABELS, IntoCloseCode, MAX_REASON_BYTES, check_close_code, code_label, sanitize_reason,
 };

@@ -1,5 +1,7 @@
 //! axum with 1,000 real clients: `serve(..).with_graceful_shutdown(registry.graceful(..))`
-//! returns only once every upgraded WebSocket has been closed with 1001.
+//! returns only once every upgraded WebSocket has been closed with 1001. And a peer's protocol
+//! errors through a real axum server are classified by the type of axum's tungstenite error,
+//! not by the fallback: a patch release of axum that moves to another tungstenite fails here.
 
 mod support;
 
@@ -11,9 +13,12 @@ use axum::routing::get;
 use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use wsclose::{Cause, Config, Outcome, Registry};
+use wsclose::{Cause, Config, Outcome, Registry, WireCode};
 
+use support::flavor::axum_socket;
+use support::logs;
 use support::pairs::bounded;
+use support::raw::RawPeer;
 use support::recorder;
 
 #[tokio::test]
@@ -98,4 +103,67 @@ async fn serve_returns_only_when_every_socket_is_closed() {
         ("expected", "true"),
     ];
     assert_eq!(m.counter("websocket_closes_total", &labels), CLIENTS as u64);
+}
+
+/// A peer's invalid frame (a reserved opcode) and a Close frame with half a status code, each
+/// through a real axum server: `protocol_error`, the malformed Close counted as an invalid
+/// code, and no WARN from the fallback that classifies errors of an unknown tungstenite version
+/// (it names the problem once per process; no other test of this binary makes an error).
+#[tokio::test]
+async fn peer_protocol_errors_are_classified_by_type() {
+    let (m, _g) = recorder::install();
+    let (logs, _l) = logs::capture();
+    let cases: [(&str, u8, &[u8]); 2] =
+        [("reserved opcode", 0x3, b"?"), ("half a code", 0x8, &[3])];
+    for (what, opcode, payload) in cases {
+        let (socket, raw) = axum_socket(RawPeer::connect).await;
+        let mut raw = raw.unwrap();
+        let mut ws = Config::new().server(socket);
+        raw.send_frame(true, opcode, payload).await.unwrap();
+        let mut error = None;
+        while let Some(item) = bounded(ws.next()).await {
+            if let Err(e) = item {
+                error = Some(e);
+            }
+        }
+        let error = error.unwrap_or_else(|| panic!("{what}: the read failed"));
+        assert_eq!(
+            error.outcome(),
+            Some(Outcome::ProtocolError),
+            "{what}: {error:?}"
+        );
+        let report = bounded(ws.handle().closed()).await;
+        assert_eq!(report.outcome, Outcome::ProtocolError, "{what}: {report:?}");
+        assert_eq!(report.cause, Cause::Peer, "{what}");
+        if opcode == 0x8 {
+            assert_eq!(
+                report.code_received,
+                Some(WireCode::Invalid(None)),
+                "{what}"
+            );
+        }
+        let reply = bounded(raw.read_frame()).await.unwrap().expect("a Close");
+        assert_eq!(reply.close_code(), Some(1002), "{what}");
+    }
+    assert_eq!(
+        m.closes("server", "peer", "protocol_error"),
+        2,
+        "{}",
+        m.dump()
+    );
+    let invalid = [
+        ("role", "server"),
+        ("direction", "received"),
+        ("code", "invalid"),
+    ];
+    assert_eq!(m.counter("websocket_close_frames_total", &invalid), 1);
+    let warned: Vec<_> = logs
+        .at_level(tracing::Level::WARN)
+        .into_iter()
+        .filter(|r| format!("{r:?}").contains("tungstenite"))
+        .collect();
+    assert!(
+        warned.is_empty(),
+        "axum's errors went through the fallback: {warned:?}"
+    );
 }
