@@ -173,16 +173,13 @@ impl Telemetry {
     }
 }
 
-/// Echoes text and binary messages until the connection ends.
+/// Runs the opening handshake (bounded, measured) and echoes text and binary messages until the
+/// connection ends.
 pub async fn serve(tcp: TcpStream, config: Config) {
-    let ws = match tokio_tungstenite::accept_async(tcp).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::debug!(error = %e, "WebSocket handshake failed");
-            return;
-        }
+    // A failed handshake is counted and logged by wsclose (`websocket.handshakes`).
+    let Ok(mut ws) = config.accept(tcp).await else {
+        return;
     };
-    let mut ws = config.server(ws);
     while let Some(Ok(msg)) = ws.next().await {
         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
             break;

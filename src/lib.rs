@@ -54,6 +54,8 @@
 //! | `websocket_close_redundant_total` | counter | `role` |
 //! | `websocket_send_after_close_total` | counter | `role` |
 //! | `websocket_messages_dropped_total` | counter | `role` |
+//! | `websocket_handshakes_total` | counter | `role`, `outcome` |
+//! | `websocket_handshake_duration_seconds` | histogram | `role`, `outcome` |
 //!
 //! Every label value comes from a fixed list ([`Outcome::as_str`], [`Cause::as_str`],
 //! [`code_label`]); a peer's close reason is never a label. See [`guide::metrics`].
@@ -141,7 +143,10 @@ pub use error::Error;
 pub use handshake::{HandshakeOutcome, reject};
 pub use registry::{Registry, ShutdownReport, shutdown_signal};
 pub use taxonomy::{Cause, CloseReport, Outcome, Role, State, WireCode};
-pub use telemetry::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, describe_metrics, names};
+pub use telemetry::{
+    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, HANDSHAKE_DURATION_BUCKETS,
+    describe_metrics, names,
+};
 pub use transport::Transport;
 
 /// The WebSocket library this crate wraps.

@@ -32,6 +32,8 @@
 //! | `websocket.close.redundant` | `ObservableCounter<u64>` | `{request}` | role | `websocket_close_redundant_total` |
 //! | `websocket.send_after_close` | `ObservableCounter<u64>` | `{message}` | role | `websocket_send_after_close_total` |
 //! | `websocket.messages.dropped` | `ObservableCounter<u64>` | `{message}` | role | `websocket_messages_dropped_total` |
+//! | `websocket.handshakes` | `ObservableCounter<u64>` | `{handshake}` | role, outcome | `websocket_handshakes_total` |
+//! | `websocket.handshake.duration` | `Histogram<f64>` | `s` | role, outcome | `websocket_handshake_duration_seconds` |
 //!
 //! The counters are asynchronous: an event is one relaxed atomic add inside wsclose, and the
 //! SDK reads the counts at collection (a synchronous counter would cost an attribute-set lookup
@@ -39,7 +41,7 @@
 //!
 //! Attribute keys are in [`attributes`]: `websocket.role`, `websocket.close.cause`,
 //! `websocket.close.outcome`, `websocket.close.expected` (bool), `websocket.close.direction`,
-//! `websocket.close.code`, and `error.type` (the outcome, present only when it is not
+//! `websocket.close.code`, `websocket.handshake.outcome` (the handshake instruments' outcome), and `error.type` (the outcome, present only when it is not
 //! `clean`), then the static labels of the connection's configuration
 //! ([`Config::with_label`](crate::Config::with_label)) under the keys the service chose. Values
 //! are the same bounded labels as the Prometheus series. Histogram bucket

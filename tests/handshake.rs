@@ -506,3 +506,92 @@ mod axum_upgrades {
         server.abort();
     }
 }
+
+/// Every outcome is counted once, with its duration, and `accepted` equals `opened_total` for
+/// connections whose handshake the crate ran.
+#[tokio::test(flavor = "current_thread")]
+async fn each_outcome_is_counted_once_and_accepted_equals_opened() {
+    let (m, _g) = support::recorder::install();
+    let (listener, addr) = listener().await;
+    let config = Config::new()
+        .with_handshake_timeout(Duration::from_millis(200))
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let mut ends = Vec::new();
+        // accepted, then rejected, then failed (malformed), then timeout (half a request).
+        for i in 0..4 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            #[allow(clippy::result_large_err)] // tungstenite's `Callback` signature
+            let refuse_second = move |_: &Request, resp: Response| {
+                if i == 1 {
+                    Err(wsclose::reject(StatusCode::TOO_MANY_REQUESTS, "later"))
+                } else {
+                    Ok(resp)
+                }
+            };
+            match config.accept_with(tcp, refuse_second).await {
+                Ok(mut ws) => {
+                    while let Some(Ok(_)) = ws.recv().await {}
+                    ends.push(HandshakeOutcome::Accepted);
+                }
+                Err(e) => ends.push(e.handshake().unwrap()),
+            }
+        }
+        ends
+    });
+    let (mut ws, _) = bounded(Config::new().connect(format!("ws://{addr}/")))
+        .await
+        .unwrap();
+    bounded(ws.close(1000, "")).await.unwrap();
+    let refused = bounded(Config::new().connect(format!("ws://{addr}/"))).await;
+    assert_eq!(refused.unwrap_err().status(), Some(429));
+    let mut malformed = TcpStream::connect(addr).await.unwrap();
+    malformed
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(HALF_REQUEST).await.unwrap();
+    let ends = bounded(server).await.unwrap();
+    assert_eq!(
+        ends,
+        [
+            HandshakeOutcome::Accepted,
+            HandshakeOutcome::Rejected,
+            HandshakeOutcome::Failed,
+            HandshakeOutcome::Timeout
+        ]
+    );
+    drop((malformed, stalled));
+
+    let handshakes = |role: &str, outcome: HandshakeOutcome| {
+        m.counter(
+            "websocket_handshakes_total",
+            &[("role", role), ("outcome", outcome.as_str())],
+        )
+    };
+    for outcome in HandshakeOutcome::ALL {
+        assert_eq!(handshakes("server", outcome), 1, "{outcome}\n{}", m.dump());
+        let durations = m.histogram(
+            "websocket_handshake_duration_seconds",
+            &[("role", "server"), ("outcome", outcome.as_str())],
+        );
+        assert_eq!(durations.len(), 1, "{outcome}");
+    }
+    let timeout = m.histogram(
+        "websocket_handshake_duration_seconds",
+        &[("role", "server"), ("outcome", "timeout")],
+    )[0];
+    assert!(timeout >= 0.2, "{timeout}: not before the deadline");
+    assert_eq!(handshakes("client", HandshakeOutcome::Accepted), 1);
+    assert_eq!(handshakes("client", HandshakeOutcome::Rejected), 1);
+    for role in ["server", "client"] {
+        let opened = m.counter("websocket_connections_opened_total", &[("role", role)]);
+        assert_eq!(
+            handshakes(role, HandshakeOutcome::Accepted),
+            opened,
+            "{role}: accepted = opened_total"
+        );
+        m.assert_balanced(role);
+    }
+}

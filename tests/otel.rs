@@ -12,14 +12,16 @@ use std::collections::BTreeMap;
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use wsclose::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, otel};
+use wsclose::{
+    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, Config, HANDSHAKE_DURATION_BUCKETS, otel,
+};
 
 use support::pairs::BOTH;
 use support::recorder;
 use support::scenarios;
 
 /// (OpenTelemetry name, Prometheus name, unit, description starts with).
-const TABLE: [(&str, &str, &str, &str); 9] = [
+const TABLE: [(&str, &str, &str, &str); 11] = [
     (
         "websocket.connections.active",
         "websocket_connections_active",
@@ -74,6 +76,18 @@ const TABLE: [(&str, &str, &str, &str); 9] = [
         "{message}",
         "Messages accepted for sending that were never confirmed delivered.",
     ),
+    (
+        "websocket.handshakes",
+        "websocket_handshakes_total",
+        "{handshake}",
+        "WebSocket opening handshakes run by wsclose, by outcome (accepted, rejected, failed, timeout).",
+    ),
+    (
+        "websocket.handshake.duration",
+        "websocket_handshake_duration_seconds",
+        "s",
+        "Time from the start of the opening handshake to its end (accepted, rejected, failed or timed out).",
+    ),
 ];
 
 /// OpenTelemetry attribute → Prometheus label.
@@ -85,16 +99,22 @@ fn label_for(key: &str) -> &'static str {
         "websocket.close.expected" => "expected",
         "websocket.close.direction" => "direction",
         "websocket.close.code" => "code",
+        "websocket.handshake.outcome" => "outcome",
         other => panic!("unexpected attribute {other}"),
     }
 }
 
 /// A data point's attributes as Prometheus labels, after checking `error.type`: present, equal
-/// to the outcome, exactly when the outcome is not `clean`.
+/// to an end's outcome, exactly when that outcome is not `clean` (never on the handshake
+/// instruments).
 fn labels(name: &str, attrs: Vec<(String, Value)>) -> Vec<(&'static str, String)> {
     let mut error_type = None;
+    let mut outcome = None;
     let mut out = Vec::new();
     for (k, v) in attrs {
+        if k == "websocket.close.outcome" {
+            outcome = Some(v.as_str().into_owned());
+        }
         if k == "error.type" {
             error_type = Some(v.as_str().into_owned());
             continue;
@@ -104,8 +124,7 @@ fn labels(name: &str, attrs: Vec<(String, Value)>) -> Vec<(&'static str, String)
         }
         out.push((label_for(&k), v.as_str().into_owned()));
     }
-    let outcome = out.iter().find(|(k, _)| *k == "outcome").map(|(_, v)| v);
-    match outcome {
+    match &outcome {
         Some(o) if o == "clean" => assert_eq!(error_type, None, "{name}: {out:?}"),
         Some(o) => assert_eq!(error_type.as_ref(), Some(o), "{name}: {out:?}"),
         None => assert_eq!(error_type, None, "{name}: {out:?}"),
@@ -188,6 +207,32 @@ fn key(prom: &str, labels: &[(&'static str, String)]) -> String {
     format!("{prom}{{{}}}", l.join(","))
 }
 
+/// One accepted handshake (closed cleanly) and one refused with 403, through the crate, each
+/// seen from both roles. Returns the connections the accepted ones opened per role (1).
+async fn handshakes() -> u64 {
+    use tokio_tungstenite::tungstenite::http::StatusCode;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = Config::new().accept(tcp).await.unwrap();
+        while let Some(Ok(_)) = ws.recv().await {}
+        let (tcp, _) = listener.accept().await.unwrap();
+        #[allow(clippy::result_large_err)] // tungstenite's `Callback` signature
+        let refuse = |_: &_, _| Err(wsclose::reject(StatusCode::FORBIDDEN, "no"));
+        let _ = Config::new().accept_with(tcp, refuse).await;
+    });
+    let (mut ws, _) = Config::new()
+        .connect(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    ws.close(1000, "").await.unwrap();
+    let refused = Config::new().connect(format!("ws://{addr}/")).await;
+    assert_eq!(refused.unwrap_err().status(), Some(403));
+    server.await.unwrap();
+    1
+}
+
 #[tokio::test]
 async fn every_instrument_equals_the_facade_series_after_the_scenario_set() {
     let exporter = InMemoryMetricExporter::default();
@@ -205,6 +250,8 @@ async fn every_instrument_equals_the_facade_series_after_the_scenario_set() {
     for role in BOTH {
         done.push((role, scenarios::run_all(role).await));
     }
+    // Two handshakes run by the crate, each seen from both sides: one accepted, one refused.
+    let handshakes = handshakes().await;
 
     provider.force_flush().unwrap();
     let exported = exporter.get_finished_metrics().unwrap();
@@ -260,6 +307,8 @@ async fn every_instrument_equals_the_facade_series_after_the_scenario_set() {
                 } => {
                     let want_bounds = if prom.starts_with("websocket_close") {
                         CLOSE_DURATION_BUCKETS
+                    } else if prom.starts_with("websocket_handshake") {
+                        HANDSHAKE_DURATION_BUCKETS
                     } else {
                         CONNECTION_DURATION_BUCKETS
                     };
@@ -287,8 +336,18 @@ async fn every_instrument_equals_the_facade_series_after_the_scenario_set() {
     for (role, n) in &done {
         let r = role.as_str();
         let sum = |name: &str| facade.counter_sum(name, &[("role", r)]);
-        assert_eq!(sum("websocket_connections_opened_total"), n.connections);
-        assert_eq!(sum("websocket_closes_total"), n.connections);
+        assert_eq!(
+            sum("websocket_connections_opened_total"),
+            n.connections + handshakes
+        );
+        assert_eq!(sum("websocket_closes_total"), n.connections + handshakes);
+        for (outcome, want) in [("accepted", handshakes), ("rejected", 1)] {
+            let got = facade.counter(
+                "websocket_handshakes_total",
+                &[("role", r), ("outcome", outcome)],
+            );
+            assert_eq!(got, want, "{r} {outcome}");
+        }
         assert_eq!(sum("websocket_close_redundant_total"), n.redundant);
         assert_eq!(sum("websocket_send_after_close_total"), n.send_after_close);
         assert_eq!(sum("websocket_messages_dropped_total"), n.dropped);
@@ -306,7 +365,7 @@ async fn every_instrument_equals_the_facade_series_after_the_scenario_set() {
                 closes("peer_gone"),
                 closes("protocol_error")
             ],
-            [4, 2, 2, 1],
+            [4 + handshakes, 2, 2, 1],
             "{role}\n{dump}"
         );
     }

@@ -157,6 +157,8 @@ async fn the_examples_otlp_export_decodes_with_every_name_unit_attribute_and_spa
         ("websocket.close.redundant", "{request}"),
         ("websocket.send_after_close", "{message}"),
         ("websocket.messages.dropped", "{message}"),
+        ("websocket.handshakes", "{handshake}"),
+        ("websocket.handshake.duration", "s"),
     ];
     assert_eq!(metrics.keys().copied().collect::<Vec<_>>(), {
         let mut names: Vec<&str> = units.iter().map(|(n, _)| *n).collect();

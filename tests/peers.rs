@@ -432,6 +432,7 @@ async fn refused_upgrade(peer: Peer) {
         }
         Err(why) => panic!("{peer:?} peer unavailable and WSCLOSE_REQUIRE_PEERS is set: {why}"),
     };
+    let (m, _guard) = recorder::install();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -456,6 +457,18 @@ async fn refused_upgrade(peer: Peer) {
     assert!(
         text.lines().any(|l| l == "result status=403"),
         "{peer:?} said: {text}"
+    );
+    let rejected = [("role", "server"), ("outcome", "rejected")];
+    assert_eq!(
+        m.counter("websocket_handshakes_total", &rejected),
+        1,
+        "{}",
+        m.dump()
+    );
+    assert_eq!(
+        m.counter_sum("websocket_handshakes_total", &[]),
+        1,
+        "counted once"
     );
 }
 

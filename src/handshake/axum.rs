@@ -14,13 +14,34 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use super::{DRAIN_BODY, HandshakeOutcome, log_end};
+use super::{DRAIN_BODY, HandshakeOutcome};
 use crate::registry::HandshakeGuard;
+use crate::telemetry::{self, HandshakeEnd, Series};
 use crate::{Config, Role, WebSocket};
+
+/// Records an axum handshake's end.
+fn record(
+    series: Series,
+    outcome: HandshakeOutcome,
+    status: Option<u16>,
+    started: Instant,
+    error: Option<&axum::Error>,
+) {
+    telemetry::on_handshake(&HandshakeEnd {
+        series,
+        outcome,
+        status,
+        duration: started.elapsed(),
+        error: error.map(|e| e as &(dyn std::error::Error + 'static)),
+        // A failed axum upgrade is an I/O error after the 101, or hyper giving up on it.
+        warn: outcome == HandshakeOutcome::Failed,
+    });
+}
 
 /// An axum upgrade between the handler and the upgraded socket. Dropped without either
 /// callback having run (hyper gave up on the connection), it records a failure.
 struct Pending {
+    series: Series,
     started: Instant,
     done: AtomicBool,
     _guard: Option<HandshakeGuard>,
@@ -32,9 +53,7 @@ impl Pending {
         if self.done.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let error = error.map(|e| e as &(dyn std::error::Error + 'static));
-        let warn = outcome == HandshakeOutcome::Failed;
-        log_end(Role::Server, outcome, None, self.started, error, warn);
+        record(self.series, outcome, None, self.started, error);
         true
     }
 }
@@ -80,17 +99,12 @@ impl Config {
             .as_ref()
             .is_some_and(HandshakeGuard::refuse_if_draining)
         {
-            log_end(
-                Role::Server,
-                HandshakeOutcome::Rejected,
-                Some(503),
-                started,
-                None,
-                false,
-            );
+            let series = self.series(Role::Server);
+            record(series, HandshakeOutcome::Rejected, Some(503), started, None);
             return (StatusCode::SERVICE_UNAVAILABLE, DRAIN_BODY).into_response();
         }
         let pending = Arc::new(Pending {
+            series: self.series(Role::Server),
             started,
             done: AtomicBool::new(false),
             _guard: guard,
@@ -113,13 +127,14 @@ impl Config {
     /// as a `rejected` handshake. Return it from the handler instead of upgrading (auth, rate
     /// limits, overload).
     pub fn reject_upgrade(&self, status: StatusCode, body: &'static str) -> Response {
-        log_end(
-            Role::Server,
+        let series = self.series(Role::Server);
+        let code = Some(status.as_u16());
+        record(
+            series,
             HandshakeOutcome::Rejected,
-            Some(status.as_u16()),
+            code,
             Instant::now(),
             None,
-            false,
         );
         (status, body).into_response()
     }

@@ -29,7 +29,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::Kind;
 use crate::registry::HandshakeGuard;
-use crate::{Config, Error, Role, WebSocket};
+use crate::{Config, Error, Role, WebSocket, telemetry};
 
 #[cfg(feature = "axum")]
 mod axum;
@@ -59,6 +59,11 @@ impl HandshakeOutcome {
         HandshakeOutcome::Failed,
         HandshakeOutcome::Timeout,
     ];
+
+    /// The position in [`ALL`](Self::ALL): the label's slot in a metric backend's arrays.
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
 
     /// The metric label value.
     pub fn as_str(self) -> &'static str {
@@ -165,6 +170,14 @@ impl Config {
     /// The handshake deadline.
     pub fn handshake_timeout(&self) -> Duration {
         self.handshake_timeout
+    }
+
+    /// The series a handshake of `role` with this config moves.
+    pub(crate) fn series(&self, role: Role) -> telemetry::Series {
+        telemetry::Series {
+            role,
+            labels: self.labels,
+        }
     }
 
     /// Runs the server side of the opening handshake on `stream` (a TCP or TLS stream just
@@ -316,7 +329,7 @@ impl Config {
         };
         let (outcome, error) = match result {
             Ok(ws) => {
-                record(role, HandshakeOutcome::Accepted, None, started, None);
+                record(self, role, HandshakeOutcome::Accepted, None, started, None);
                 return Ok(ws);
             }
             Err(None) => (HandshakeOutcome::Timeout, None),
@@ -326,7 +339,7 @@ impl Config {
             Some(WsError::Http(response)) => Some(response.status().as_u16()),
             _ => None,
         };
-        record(role, outcome, status, started, error.as_ref());
+        record(self, role, outcome, status, started, error.as_ref());
         let err = Error::new(Kind::Handshake { outcome, status });
         Err(match error {
             Some(e) => err.with_source(e),
@@ -356,35 +369,24 @@ fn peer_went_away(e: &WsError) -> bool {
     }
 }
 
-/// Logs the end of a handshake: DEBUG for accepted ones, rejections (the application's
-/// decision), timeouts and peers that went away; WARN for failures that may point at the
-/// server's side (malformed upgrades behind a misconfigured proxy, TLS, I/O errors).
+/// Records the end of a handshake (metrics and the log event; see `telemetry::on_handshake`).
 fn record(
+    config: &Config,
     role: Role,
     outcome: HandshakeOutcome,
     status: Option<u16>,
     started: Instant,
     error: Option<&WsError>,
 ) {
+    // WARN for failures that may point at the server's side; a peer that went away is expected.
     let warn = outcome == HandshakeOutcome::Failed && !error.is_some_and(peer_went_away);
     let error = error.map(|e| e as &(dyn std::error::Error + 'static));
-    log_end(role, outcome, status, started, error, warn);
-}
-
-/// The one log event of a handshake's end.
-fn log_end(
-    role: Role,
-    outcome: HandshakeOutcome,
-    status: Option<u16>,
-    started: Instant,
-    error: Option<&(dyn std::error::Error + 'static)>,
-    warn: bool,
-) {
-    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    let error = error.map(tracing::field::display);
-    if warn {
-        tracing::warn!(target: "wsclose", role = role.as_str(), outcome = outcome.as_str(), status, duration_ms, error, "websocket handshake failed");
-    } else {
-        tracing::debug!(target: "wsclose", role = role.as_str(), outcome = outcome.as_str(), status, duration_ms, error, "websocket handshake ended");
-    }
+    telemetry::on_handshake(&telemetry::HandshakeEnd {
+        series: config.series(role),
+        outcome,
+        status,
+        duration: started.elapsed(),
+        error,
+        warn,
+    });
 }

@@ -17,7 +17,7 @@ use std::sync::Once;
 
 use tracing::{Level, Span};
 
-use crate::{CODE_LABELS, Cause, CloseReport, Outcome, Role, State, WireCode};
+use crate::{CODE_LABELS, Cause, CloseReport, HandshakeOutcome, Outcome, Role, State, WireCode};
 
 #[cfg(test)]
 mod contract;
@@ -27,7 +27,9 @@ pub(crate) mod labels;
 pub(crate) mod otel;
 mod table;
 
-pub use table::{CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, names};
+pub use table::{
+    CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, HANDSHAKE_DURATION_BUCKETS, names,
+};
 use table::{Direction, Update, Value, expected_slot, instrument};
 #[cfg(feature = "prometheus")]
 pub(crate) use table::{Kind, TABLE};
@@ -81,7 +83,7 @@ fn per_role(i: &'static table::Instrument, role: Role, value: Value) -> Update {
 /// `expected` is the one the outcome implies; `cause="transport"` never comes with
 /// `protocol_error` (a transport end's outcome is fixed by the transport's error, and every
 /// protocol violation is the peer's); a Close frame is never *sent* with an `invalid` code
-/// (outgoing codes are validated). 83 series per role, the whole bound of docs/metrics.md but
+/// (outgoing codes are validated). 91 series per role, the whole bound of docs/metrics.md but
 /// for those 3.
 fn zeros(role: Role) -> impl Iterator<Item = Update> + Clone {
     let r = role.index();
@@ -110,6 +112,13 @@ fn zeros(role: Role) -> impl Iterator<Item = Update> + Clone {
                 .iter()
                 .map(move |o| Update::new(i, &[r, o.index()], Value::Zero))
         });
+    let handshakes = [instrument::HANDSHAKES, instrument::HANDSHAKE_DURATION]
+        .into_iter()
+        .flat_map(move |i| {
+            HandshakeOutcome::ALL
+                .iter()
+                .map(move |o| Update::new(i, &[r, o.index()], Value::Zero))
+        });
     let invalid = WireCode::Invalid(None).label_index();
     let frames = Direction::ALL.into_iter().flat_map(move |d| {
         (0..CODE_LABELS.len())
@@ -118,7 +127,11 @@ fn zeros(role: Role) -> impl Iterator<Item = Update> + Clone {
                 Update::new(instrument::CLOSE_FRAMES, &[r, d.index(), code], Value::Zero)
             })
     });
-    per_role.chain(closes).chain(durations).chain(frames)
+    per_role
+        .chain(closes)
+        .chain(durations)
+        .chain(frames)
+        .chain(handshakes)
 }
 
 /// Creates the series of `series` at 0 in every backend, unless they exist already: once per
@@ -198,6 +211,49 @@ pub(crate) fn on_open(series: Series) {
         ]
         .into_iter(),
     );
+}
+
+/// Everything known about the end of an opening handshake.
+pub(crate) struct HandshakeEnd<'a> {
+    pub(crate) series: Series,
+    pub(crate) outcome: HandshakeOutcome,
+    /// The HTTP status answered instead of the upgrade (`rejected`).
+    pub(crate) status: Option<u16>,
+    pub(crate) duration: std::time::Duration,
+    pub(crate) error: Option<&'a (dyn std::error::Error + 'static)>,
+    /// A failure that may point at the server's side: logged at WARN.
+    pub(crate) warn: bool,
+}
+
+/// The end of an opening handshake run by the crate: `websocket_handshakes_total` and
+/// `websocket_handshake_duration_seconds`, and one event, DEBUG for expected ends (accepted,
+/// refused by the application or a drain, timed out, a peer that went away) or WARN
+/// (`websocket handshake failed`).
+pub(crate) fn on_handshake(end: &HandshakeEnd<'_>) {
+    init_series(end.series);
+    let slots = [end.series.role.index(), end.outcome.index()];
+    Backends::get().apply(
+        end.series.labels,
+        [
+            Update::new(instrument::HANDSHAKES, &slots, Value::Add(1)),
+            Update::new(
+                instrument::HANDSHAKE_DURATION,
+                &slots,
+                Value::Observe(end.duration.as_secs_f64()),
+            ),
+        ]
+        .into_iter(),
+    );
+    let (role, outcome) = (end.series.role.as_str(), end.outcome.as_str());
+    let status = end.status;
+    let duration_ms = end.duration.as_secs_f64() * 1e3;
+    let error = end.error.map(tracing::field::display);
+    let labels = (!end.series.labels.display.is_empty()).then_some(end.series.labels.display);
+    if end.warn {
+        tracing::warn!(target: "wsclose", role, outcome, status, duration_ms, error, labels, "websocket handshake failed");
+    } else {
+        tracing::debug!(target: "wsclose", role, outcome, status, duration_ms, error, labels, "websocket handshake ended");
+    }
 }
 
 /// Distinct static label sets keep coming: their values are probably not from a fixed list.
@@ -422,7 +478,7 @@ mod tests {
     fn the_zero_series_are_the_combinations_that_can_occur() {
         for role in Role::ALL {
             let all: Vec<Update> = zeros(*role).collect();
-            assert_eq!(all.len(), 83);
+            assert_eq!(all.len(), 91);
             let distinct: BTreeSet<(usize, usize)> = all
                 .iter()
                 .map(|u| (u.instrument.index, u.series()))
@@ -460,7 +516,7 @@ mod tests {
             })
         });
         let snapshot = snapshotter.snapshot().into_vec();
-        assert_eq!(snapshot.len(), 83);
+        assert_eq!(snapshot.len(), 91);
         for (k, _, _, v) in snapshot {
             let key = k.key();
             let l: Vec<(&str, &str)> = key.labels().map(|l| (l.key(), l.value())).collect();

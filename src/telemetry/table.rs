@@ -9,7 +9,7 @@
 
 use metrics::{KeyName, SharedString, Unit};
 
-use crate::{CODE_LABELS, Cause, Outcome, Role};
+use crate::{CODE_LABELS, Cause, HandshakeOutcome, Outcome, Role};
 
 /// Histogram buckets (seconds) for `websocket_close_duration_seconds`: 0.5 ms to 10 s,
 /// including the default 5 s close deadline.
@@ -20,6 +20,12 @@ pub const CLOSE_DURATION_BUCKETS: &[f64] = &[
 /// Histogram buckets (seconds) for `websocket_connection_duration_seconds`: 10 ms to 1 h.
 pub const CONNECTION_DURATION_BUCKETS: &[f64] = &[
     0.01, 0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// Histogram buckets (seconds) for `websocket_handshake_duration_seconds`: 1 ms to 30 s,
+/// including the default 10 s handshake deadline.
+pub const HANDSHAKE_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Declares the instruments: [`names`], [`otel_names`], [`TABLE`] and [`instrument`].
@@ -194,6 +200,28 @@ instruments! {
         buckets: None,
         help: "Messages accepted for sending that were never confirmed delivered.",
     }
+    HANDSHAKES {
+        summary: "opening handshakes run by the crate, by how they ended",
+        prometheus: "websocket_handshakes_total",
+        otel: "websocket.handshakes",
+        kind: Counter,
+        unit: Count, "{handshake}",
+        labels: [Role, HandshakeOutcome],
+        error_type: false,
+        buckets: None,
+        help: "WebSocket opening handshakes run by wsclose, by outcome (accepted, rejected, failed, timeout).",
+    }
+    HANDSHAKE_DURATION {
+        summary: "start of the opening handshake → accepted, rejected, failed or timed out",
+        prometheus: "websocket_handshake_duration_seconds",
+        otel: "websocket.handshake.duration",
+        kind: Histogram,
+        unit: Seconds, "s",
+        labels: [Role, HandshakeOutcome],
+        error_type: false,
+        buckets: Some(HANDSHAKE_DURATION_BUCKETS),
+        help: "Time from the start of the opening handshake to its end (accepted, rejected, failed or timed out).",
+    }
 }
 
 /// One instrument: a row of [`TABLE`].
@@ -318,6 +346,9 @@ pub(crate) enum Label {
     Direction,
     /// The close code class ([`CODE_LABELS`]).
     Code,
+    /// How an opening handshake ended (Prometheus key `outcome`, like [`Label::Outcome`], with
+    /// the handshake's own values).
+    HandshakeOutcome,
 }
 
 /// The most labels an instrument has.
@@ -327,13 +358,14 @@ pub(crate) const MAX_LABELS: usize = 4;
 pub(crate) type Slots = [u8; MAX_LABELS];
 
 /// Every label key, in the order of `docs/metrics.md`'s label table.
-pub(crate) const LABELS: [Label; 6] = [
+pub(crate) const LABELS: [Label; 7] = [
     Label::Role,
     Label::Cause,
     Label::Outcome,
     Label::Expected,
     Label::Direction,
     Label::Code,
+    Label::HandshakeOutcome,
 ];
 
 impl Label {
@@ -346,6 +378,17 @@ impl Label {
             Label::Expected => "expected",
             Label::Direction => "direction",
             Label::Code => "code",
+            Label::HandshakeOutcome => "outcome",
+        }
+    }
+
+    /// The first cell of the label's row in docs/metrics.md's "Label values" table: the key,
+    /// and for a key shared by two labels, which series it is on.
+    #[cfg(test)]
+    pub(crate) fn doc_row(self) -> String {
+        match self {
+            Label::HandshakeOutcome => "`outcome` (handshakes)".to_owned(),
+            _ => format!("`{}`", self.key()),
         }
     }
 
@@ -359,6 +402,7 @@ impl Label {
             Label::Expected => attributes::EXPECTED,
             Label::Direction => attributes::DIRECTION,
             Label::Code => attributes::CODE,
+            Label::HandshakeOutcome => attributes::HANDSHAKE_OUTCOME,
         }
     }
 
@@ -371,6 +415,7 @@ impl Label {
             Label::Expected => 2,
             Label::Direction => Direction::ALL.len(),
             Label::Code => CODE_LABELS.len(),
+            Label::HandshakeOutcome => HandshakeOutcome::ALL.len(),
         }
     }
 
@@ -383,6 +428,7 @@ impl Label {
             Label::Expected => ["true", "false"][slot],
             Label::Direction => Direction::ALL[slot].as_str(),
             Label::Code => CODE_LABELS[slot],
+            Label::HandshakeOutcome => HandshakeOutcome::ALL[slot].as_str(),
         }
     }
 }
@@ -407,6 +453,8 @@ pub mod attributes {
     pub const DIRECTION: &str = "websocket.close.direction";
     /// The close code class (`code`).
     pub const CODE: &str = "websocket.close.code";
+    /// How an opening handshake ended (`outcome` of the handshake series).
+    pub const HANDSHAKE_OUTCOME: &str = "websocket.handshake.outcome";
     /// The outcome, present only when it is not `clean` (no Prometheus label).
     pub const ERROR_TYPE: &str = "error.type";
 }
