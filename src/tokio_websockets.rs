@@ -21,9 +21,9 @@
 //! tokio-websockets answers a peer's Close itself (with the peer's code, without its reason)
 //! and, on a protocol violation, queues its own Close frame (1002, 1007 for invalid UTF-8, 1009
 //! for a message over its limit) before it returns the error. The close logic therefore sends
-//! no Close of its own for those errors ([`Verdict::protocol_error`] with no reply); that
-//! queued frame is then not flushed, so such a peer sees the TCP close (1006) rather than a
-//! Close frame.
+//! no Close of its own for those errors ([`Verdict::protocol_error`] with no reply); it flushes
+//! the library's queued frame once before dropping the transport, so the peer learns why
+//! (the report's `code_sent` stays empty: the code is the library's).
 
 use std::io;
 use std::pin::Pin;

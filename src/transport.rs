@@ -84,7 +84,7 @@ pub trait Transport:
     /// Map the library's errors onto the taxonomy with [`Verdict`]'s constructors: the peer
     /// gone (reset, EOF, broken pipe: [`Verdict::peer_gone`] or [`Verdict::from_io`]), the peer
     /// breaking the protocol ([`Verdict::protocol_error`], with the Close code to send unless
-    /// the library already queued its own), another I/O failure ([`Verdict::io_error`]), a
+    /// the library already queued its own, which the close then flushes once), another I/O failure ([`Verdict::io_error`]), a
     /// failure on this side ([`Verdict::internal`]: the library used after it closed), or
     /// [`Verdict::Recoverable`] when the connection goes on. The classification is what the
     /// `outcome` label of `websocket_closes_total` reports, so prefer matching the library's

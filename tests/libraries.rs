@@ -238,6 +238,17 @@ async fn invalid_frame_is_a_protocol_error<F: Flavor>() {
         assert!(saw_error, "{role}");
         let report = bounded(ws.handle().closed()).await;
         assert_eq!(report.outcome, Outcome::ProtocolError, "{role}: {report:?}");
+        // The peer is told why before the connection is dropped (RFC 6455 §7.1.7: 1002).
+        let frames = raw
+            .read_all_until_eof(Duration::from_secs(5))
+            .await
+            .unwrap();
+        let close = frames.iter().find(|f| f.is_close());
+        assert_eq!(
+            close.and_then(|f| f.close_code()),
+            Some(1002),
+            "{role}: {frames:?}"
+        );
         assert_eq!(
             m.closes(r(role), "peer", "protocol_error"),
             1,

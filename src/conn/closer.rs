@@ -135,6 +135,14 @@ impl<T: Transport> Closer<T> {
     }
 
     async fn handshake(&mut self, io: &mut Io<T>) -> Result<(), Outcome> {
+        if self.reply.is_none()
+            && self.send.is_none()
+            && self.preset == Some(Outcome::ProtocolError)
+        {
+            // The library queued its own Close for the violation (`Verdict::protocol_error(None)`,
+            // tokio-websockets): put it on the wire before the transport is dropped.
+            let _ = poll_fn(|cx| Pin::new(&mut io.t).poll_flush(cx)).await;
+        }
         if let Some(reply) = self.reply.take() {
             // The peer closed first; tungstenite queued the echo. Put it on the wire now rather
             // than on some later write.
