@@ -1,4 +1,5 @@
-//! Safe, observable WebSocket close for tokio-tungstenite.
+//! Safe, observable WebSocket close for tokio-tungstenite, axum, tokio-websockets and
+//! fastwebsockets.
 //!
 //! `wsclose` wraps an established WebSocket connection so that closing it is
 //!
