@@ -13,10 +13,15 @@
 //! `127.0.0.1:9898`, serves `/metrics`), `--clients N` (default 24), `--duration SECS` (run that
 //! long, then shut down gracefully and exit 0; without it, run until SIGTERM or Ctrl-C), and
 //! `--server-only` (no fleet, and production timings so that a person can type at a client:
-//! 20 s / 20 s keepalive, no maximum lifetime, 5 s close deadline), `--healthy` (only the
-//! scenarios a healthy service sees: no silent peers, keepalive timeouts or protocol errors;
-//! used by the alerting end-to-end test). Port 0 picks a free port; the first line printed
-//! names the address actually bound.
+//! 20 s / 20 s keepalive, no maximum lifetime, 5 s close deadline, 10 s handshake deadline),
+//! `--healthy` (only the scenarios a healthy service sees: no silent peers, keepalive timeouts,
+//! protocol errors, malformed or stalled upgrades; used by the alerting end-to-end test). Port 0
+//! picks a free port; the first line printed names the address actually bound.
+//!
+//! The server runs the opening handshake through wsclose (`Config::accept_with`, a 2 s deadline
+//! with the fleet) and refuses upgrades to the path `/refuse` with `429 Too Many Requests`; the
+//! well-behaved clients connect through wsclose too (`Config::connect`), so both roles count
+//! their handshakes.
 //!
 //! The server echoes text and binary messages and understands two control messages:
 //! `!close CODE [REASON]` (the server closes with that code and reason) and `!race` (the server
@@ -39,6 +44,15 @@
 //! | client stays connected past the maximum lifetime | lifetime / clean |
 //! | the final graceful shutdown | shutdown / clean |
 //!
+//! Every connection above opens with an `accepted` handshake. Three more scenarios end in the
+//! opening handshake (`websocket_handshakes_total{outcome}`, server side):
+//!
+//! | scenario | server handshake |
+//! |---|---|
+//! | a wsclose client asks for `/refuse` (429) | rejected (the client counts rejected too) |
+//! | a raw TCP client sends a plain GET without the upgrade headers | failed |
+//! | a raw TCP client sends half a request and stalls past the 2 s deadline | timeout |
+//!
 //! `io_error` and `internal_error` need a broken network stack or a bug; the fleet does not fake
 //! them. The well-behaved clients are wrapped with wsclose too, so `role="client"` series move.
 
@@ -49,11 +63,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use wsclose::{Cause, CloseReport, Config, Outcome, Registry};
+use wsclose::{Cause, CloseReport, Config, HandshakeOutcome, Outcome, Registry, Role};
 use wsclose_examples::{
     bind_websocket, close_command, count, fail, refused, serve_metrics, usage_exit,
 };
@@ -116,14 +133,47 @@ fn parse_args() -> Result<Args, Option<String>> {
 
 const USAGE: &str = "usage: demo [--listen ADDR] [--metrics ADDR] [--clients N] [--duration SECS] [--server-only] [--healthy]";
 
-/// What the server saw end, for the periodic table: from each connection's `CloseReport`.
+/// What the server saw end, for the periodic table: from each connection's `CloseReport`, and
+/// every opening handshake's outcome (both roles).
 #[derive(Default)]
 struct Stats {
     ends: BTreeMap<(Cause, Outcome), u64>,
     close_ms: Vec<f64>,
+    handshakes: BTreeMap<(Role, HandshakeOutcome), u64>,
 }
 
 impl Stats {
+    /// Counts a handshake of `role` that ended with `result`'s outcome (an error that is not
+    /// about the handshake counts nothing).
+    fn handshake<T>(&mut self, role: Role, result: &Result<T, wsclose::Error>) {
+        let outcome = match result {
+            Ok(_) => Some(HandshakeOutcome::Accepted),
+            Err(e) => e.handshake(),
+        };
+        if let Some(outcome) = outcome {
+            *self.handshakes.entry((role, outcome)).or_default() += 1;
+        }
+    }
+
+    /// One line per role that ran handshakes: `handshakes (server): accepted N, rejected N, ...`.
+    fn handshake_lines(&self) -> String {
+        let mut out = String::new();
+        for role in [Role::Server, Role::Client] {
+            if !self.handshakes.keys().any(|(r, _)| *r == role) {
+                continue;
+            }
+            let counts: Vec<String> = HandshakeOutcome::ALL
+                .iter()
+                .map(|&o| {
+                    let n = self.handshakes.get(&(role, o)).copied().unwrap_or(0);
+                    format!("{o} {n}")
+                })
+                .collect();
+            out += &format!("  handshakes ({role}): {}\n", counts.join(", "));
+        }
+        out
+    }
+
     fn record(&mut self, r: &CloseReport) {
         *self.ends.entry((r.cause, r.outcome)).or_default() += 1;
         if let Some(d) = r.close_duration {
@@ -133,7 +183,10 @@ impl Stats {
 
     fn table(&mut self, active: usize) -> String {
         if self.ends.is_empty() {
-            return format!("\n  no closes yet | active connections {active}\n");
+            return format!(
+                "\n  no closes yet | active connections {active}\n{}",
+                self.handshake_lines()
+            );
         }
         let mut out = String::from("\n  cause      outcome          ends\n");
         for ((cause, outcome), n) in &self.ends {
@@ -152,6 +205,7 @@ impl Stats {
                 count(v.len(), "close")
             )
         };
+        out += &self.handshake_lines();
         out
     }
 
@@ -167,11 +221,34 @@ impl Stats {
 
 type SharedStats = Arc<Mutex<Stats>>;
 
+/// The server's handshake deadline with the fleet: short, so that stalled upgrades show as
+/// `timeout` within seconds (`--server-only` keeps the default, 10 s).
+const DEMO_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The path whose upgrades the server refuses (429), so that `rejected` handshakes show.
+const REFUSED_PATH: &str = "/refuse";
+
+/// The server's upgrade callback: refuses [`REFUSED_PATH`], accepts everything else.
+#[allow(
+    clippy::result_large_err,
+    reason = "the shape of tungstenite's upgrade callback"
+)]
+fn gate(request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+    if request.uri().path() == REFUSED_PATH {
+        return Err(wsclose::reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "demo: upgrades to /refuse are refused",
+        ));
+    }
+    Ok(response)
+}
+
 async fn serve(tcp: TcpStream, config: Config, stats: SharedStats) {
-    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+    let accepted = config.accept_with(tcp, gate).await;
+    stats.lock().unwrap().handshake(Role::Server, &accepted);
+    let Ok(mut ws) = accepted else {
         return;
     };
-    let mut ws = config.server(ws);
     let handle = ws.handle();
     while let Some(Ok(msg)) = ws.next().await {
         let reply = match &msg {
@@ -205,6 +282,8 @@ async fn serve(tcp: TcpStream, config: Config, stats: SharedStats) {
 
 // ---- the fleet ---------------------------------------------------------------------------------
 
+/// A raw tokio-tungstenite client (not counted by wsclose), for the scenarios that misbehave
+/// below the wrapper: resets, invalid close codes, silence.
 async fn connect(addr: SocketAddr) -> Option<tokio_tungstenite::WebSocketStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await.ok()?;
     Some(
@@ -215,27 +294,76 @@ async fn connect(addr: SocketAddr) -> Option<tokio_tungstenite::WebSocketStream<
     )
 }
 
+/// A wsclose client: the handshake runs (and is counted) by wsclose, as `role="client"`.
+async fn connect_wrapped(
+    client: &Config,
+    addr: SocketAddr,
+    path: &str,
+    stats: &SharedStats,
+) -> Result<
+    wsclose::WebSocket<
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    >,
+    wsclose::Error,
+> {
+    let connected = client.connect(format!("ws://{addr}{path}")).await;
+    stats.lock().unwrap().handshake(Role::Client, &connected);
+    connected.map(|(ws, _response)| ws)
+}
+
+/// Writes `request` on a raw TCP connection, waits `stall`, then reads whatever the server
+/// answers until it closes the connection (at most 5 s): a client that speaks bad HTTP.
+async fn raw_upgrade(addr: SocketAddr, request: &[u8], stall: Duration) -> Option<()> {
+    let mut tcp = TcpStream::connect(addr).await.ok()?;
+    tcp.write_all(request).await.ok()?;
+    tokio::time::sleep(stall).await;
+    let mut buf = [0u8; 1024];
+    let read_to_end = async { while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {} };
+    tokio::time::timeout(Duration::from_secs(5), read_to_end)
+        .await
+        .ok()
+}
+
 /// Reads a client until it ends (answering pings and the server's Close).
 async fn drain<S: StreamExt + Unpin>(ws: &mut S) {
     while ws.next().await.is_some() {}
 }
 
-const SCENARIOS: usize = 9;
+const SCENARIOS: usize = 12;
 /// The scenarios that end as a healthy service's connections do: no silent peers, no keepalive
-/// timeouts, no protocol errors (so no alert should fire).
-const HEALTHY: [usize; 6] = [0, 1, 2, 3, 6, 8];
+/// timeouts, no protocol errors, no malformed or stalled upgrades (so no alert should fire).
+/// Refused upgrades are healthy: the server answered them as it meant to.
+const HEALTHY: [usize; 7] = [0, 1, 2, 3, 6, 8, 9];
 
-async fn scenario(n: usize, addr: SocketAddr, client: &Config, long: Duration) -> Option<()> {
+/// What a scenario needs besides its number.
+struct Fleet {
+    addr: SocketAddr,
+    client: Config,
+    /// How long a lifetime-scenario client stays: past the server's maximum lifetime.
+    long: Duration,
+    /// How long a stalled upgrade stalls: past the server's handshake deadline.
+    stall: Duration,
+    stats: SharedStats,
+}
+
+async fn scenario(n: usize, fleet: &Fleet) -> Option<()> {
+    let Fleet {
+        addr,
+        ref client,
+        long,
+        stall,
+        ref stats,
+    } = *fleet;
     match n % SCENARIOS {
         // The server closes on request; the client is a wsclose client.
         0 => {
-            let mut ws = client.client(connect(addr).await?);
+            let mut ws = connect_wrapped(client, addr, "/", stats).await.ok()?;
             ws.send(Message::text("!close 4000 demo")).await.ok()?;
             drain(&mut ws).await;
         }
         // The client closes (wsclose client, app close).
         1 => {
-            let mut ws = client.client(connect(addr).await?);
+            let mut ws = connect_wrapped(client, addr, "/", stats).await.ok()?;
             ws.send(Message::text("hello")).await.ok()?;
             ws.next().await;
             ws.close(1000, "bye").await.ok()?;
@@ -272,7 +400,7 @@ async fn scenario(n: usize, addr: SocketAddr, client: &Config, long: Duration) -
         }
         // The send-after-close race.
         6 => {
-            let mut ws = client.client(connect(addr).await?);
+            let mut ws = connect_wrapped(client, addr, "/", stats).await.ok()?;
             ws.send(Message::text("!race")).await.ok()?;
             drain(&mut ws).await;
         }
@@ -282,18 +410,30 @@ async fn scenario(n: usize, addr: SocketAddr, client: &Config, long: Duration) -
             tokio::time::sleep(Duration::from_millis(2600)).await;
         }
         // The client stays until the server's maximum lifetime closes it.
-        _ => {
-            let mut ws = client.client(connect(addr).await?);
+        8 => {
+            let mut ws = connect_wrapped(client, addr, "/", stats).await.ok()?;
             let _ = tokio::time::timeout(long, drain(&mut ws)).await;
+        }
+        // The server refuses the upgrade (429): rejected on both sides.
+        9 => {
+            let refused = connect_wrapped(client, addr, REFUSED_PATH, stats).await;
+            return (refused.err()?.handshake() == Some(HandshakeOutcome::Rejected)).then_some(());
+        }
+        // A plain GET without the upgrade headers: the server's handshake fails.
+        10 => {
+            let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            raw_upgrade(addr, request.as_bytes(), Duration::ZERO).await?;
+        }
+        // Half a request, then nothing until the server's handshake deadline has passed.
+        _ => {
+            let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n");
+            raw_upgrade(addr, request.as_bytes(), stall).await?;
         }
     }
     Some(())
 }
 
-async fn fleet(id: usize, addr: SocketAddr, long: Duration, stop: Arc<AtomicBool>, healthy: bool) {
-    let client = Config::new()
-        .with_close_timeout(Duration::from_secs(1))
-        .expect("valid");
+async fn fleet(id: usize, fleet: Arc<Fleet>, stop: Arc<AtomicBool>, healthy: bool) {
     for round in 0.. {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -303,7 +443,7 @@ async fn fleet(id: usize, addr: SocketAddr, long: Duration, stop: Arc<AtomicBool
         } else {
             id + round
         };
-        if scenario(n, addr, &client, long).await.is_none() {
+        if scenario(n, &fleet).await.is_none() {
             tokio::time::sleep(Duration::from_millis(200)).await; // server gone or draining
         }
         tokio::time::sleep(Duration::from_millis(100 + (n % 7) as u64 * 50)).await;
@@ -341,11 +481,12 @@ async fn run(args: Args) -> Result<(), String> {
         (config, None)
     } else {
         // Short timings so every path shows within seconds (production: 5 s close, 20 s / 20 s
-        // keepalive, lifetime just under the platform's request limit).
+        // keepalive, lifetime just under the platform's request limit, 10 s handshake).
         let lifetime = Duration::from_secs(6);
         let config = Config::new()
             .with_registry(registry.clone())
-            .with_close_timeout(Duration::from_secs(1))
+            .with_handshake_timeout(DEMO_HANDSHAKE_TIMEOUT)
+            .and_then(|c| c.with_close_timeout(Duration::from_secs(1)))
             .and_then(|c| c.with_keepalive(Duration::from_secs(1), Duration::from_secs(1)))
             .and_then(|c| c.with_max_lifetime(lifetime, Duration::from_secs(2)))
             .map_err(|e| format!("demo: {e}"))?;
@@ -361,7 +502,7 @@ async fn run(args: Args) -> Result<(), String> {
     if args.server_only {
         println!(
             "server only: keepalive 20 s, no maximum lifetime; connect a client and type \
-             `!close 4001 bye` (Ctrl-C to stop)"
+             `!close 4001 bye`, or connect to {REFUSED_PATH} to be refused (Ctrl-C to stop)"
         );
     }
 
@@ -377,9 +518,17 @@ async fn run(args: Args) -> Result<(), String> {
     let mut fleet_tasks = tokio::task::JoinSet::new();
     let fleet_stop = Arc::new(AtomicBool::new(false));
     if let Some(lifetime) = lifetime {
+        let shared = Arc::new(Fleet {
+            addr: listen,
+            client: Config::new()
+                .with_close_timeout(Duration::from_secs(1))
+                .map_err(|e| format!("demo: {e}"))?,
+            long: lifetime + Duration::from_secs(1),
+            stall: DEMO_HANDSHAKE_TIMEOUT + Duration::from_millis(500),
+            stats: stats.clone(),
+        });
         for id in 0..clients {
-            let long = lifetime + Duration::from_secs(1);
-            fleet_tasks.spawn(fleet(id, listen, long, fleet_stop.clone(), args.healthy));
+            fleet_tasks.spawn(fleet(id, shared.clone(), fleet_stop.clone(), args.healthy));
         }
     }
 
@@ -461,5 +610,39 @@ mod tests {
         );
         assert_eq!(stats.ends_with(Cause::Peer), 1);
         assert_eq!(stats.ends_with(Cause::Shutdown), 0);
+    }
+
+    #[test]
+    fn the_table_counts_handshakes_by_role_and_outcome() {
+        let mut stats = Stats::default();
+        assert!(!stats.table(0).contains("handshakes"), "no handshakes yet");
+        stats.handshake(Role::Server, &Ok::<(), wsclose::Error>(()));
+        stats.handshake(Role::Server, &Ok::<(), wsclose::Error>(()));
+        let table = stats.table(2);
+        assert!(
+            table.contains("handshakes (server): accepted 2, rejected 0, failed 0, timeout 0"),
+            "{table}"
+        );
+        assert!(!table.contains("handshakes (client)"), "{table}");
+        // An error that is not about a handshake counts nothing.
+        let config_error = Config::new()
+            .with_handshake_timeout(Duration::ZERO)
+            .map(|_| ());
+        stats.handshake(Role::Client, &config_error);
+        assert!(!stats.table(0).contains("handshakes (client)"));
+    }
+
+    #[test]
+    fn the_gate_refuses_only_the_refused_path() {
+        let request = |path: &str| {
+            Request::builder()
+                .uri(format!("ws://127.0.0.1{path}"))
+                .body(())
+                .unwrap()
+        };
+        let refusal = gate(&request(REFUSED_PATH), Response::default()).unwrap_err();
+        assert_eq!(refusal.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(gate(&request("/"), Response::default()).is_ok());
+        assert!(gate(&request("/refused"), Response::default()).is_ok());
     }
 }

@@ -67,6 +67,12 @@ rule_mutants() {
     's/:rate5m > 1$/:rate5m > 5/'                                       # send-after-close rate
     's/offset 10m/offset 1m/'                                           # new-series branch
     's/severity: critical/severity: warning/'                           # a label
+    's/failed:ratio_rate5m{role="server"} > 0.05$/failed:ratio_rate5m{role="server"} > 0.2/' # handshake failure threshold
+    's/handshakes:rate5m > 0.1$/handshakes:rate5m > 0.01/'              # handshake traffic guard
+    's/outcome=~"failed|timeout"/outcome=~"failed|timeout|rejected"/'   # refusals are no failures
+    's/failed:ratio_rate5m{role="server"}/failed:ratio_rate5m/'         # server handshakes only
+    's/timeout:rate5m{role="server"} > 1$/timeout:rate5m{role="server"} > 0.25/' # timeout surge rate
+    's/timeout:ratio_rate5m > 0.25$/timeout:ratio_rate5m > 0.05/'       # timeout surge share
   )
   for m in "${edits[@]}"; do
     n=$((n + 1))
@@ -85,7 +91,7 @@ rule_mutants() {
   fi
   echo "all $n edits caught"
 }
-check "rules tests fail when rules.yaml changes (9 edits)" rule_mutants
+check "rules tests fail when rules.yaml changes (15 edits)" rule_mutants
 
 check "amtool check-config $DASH/alertmanager.yml" amtool check-config "$DASH/alertmanager.yml"
 

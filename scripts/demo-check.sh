@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the demo for 10 seconds on spare loopback ports and checks that it exits 0 after a
 # graceful shutdown, and that its /metrics (scraped near the end) is valid Prometheus text with
-# non-zero ends for every cause and every outcome the fleet produces; that its logs carry no
+# non-zero ends for every cause and every outcome the fleet produces, and server handshakes with
+# every handshake outcome (accepted, rejected, failed, timeout); that its logs carry no
 # colour codes when stderr is a file; and that a port already in use (the WebSocket one, then the
 # metrics one) is reported in one line naming the address, with a non-zero exit.
 #
@@ -66,6 +67,18 @@ for outcome in clean peer_gone timeout protocol_error; do
   check "ends with outcome=$outcome" nonzero "outcome=\"$outcome"
 done
 check "client-role ends are measured too" nonzero 'role="client'
+handshakes() { # ROLE OUTCOME: websocket_handshakes_total{role, outcome} is non-zero
+  grep -E "^websocket_handshakes_total\{([^}]*,)?role=\"$1\"(,[^}]*)?\} [1-9]" "$work/metrics" |
+    grep -q "outcome=\"$2\""
+}
+for outcome in accepted rejected failed timeout; do
+  check "server handshakes with outcome=$outcome" handshakes server "$outcome"
+done
+for outcome in accepted rejected; do
+  check "client handshakes with outcome=$outcome (the fleet's wsclose clients)" handshakes client "$outcome"
+done
+check "the table shows handshakes by outcome" \
+  grep -Eq '^  handshakes \(server\): accepted [1-9][0-9]*, rejected [1-9][0-9]*, failed [1-9][0-9]*, timeout [1-9][0-9]*$' "$work/out"
 check "sends after close are counted" \
   grep -Eq '^websocket_send_after_close_total\{role="server"\} [1-9]' "$work/metrics"
 check "redundant closes are counted" \
@@ -100,7 +113,7 @@ done
 if [ "$fail" -ne 0 ]; then
   echo "--- demo stdout"; cat "$work/out"
   echo "--- demo stderr (tail)"; tail -20 "$work/err"
-  echo "--- metrics"; grep '^websocket_closes_total' "$work/metrics" || true
+  echo "--- metrics"; grep -E '^websocket_(closes|handshakes)_total' "$work/metrics" || true
   exit 1
 fi
 echo "demo: all checks passed"

@@ -12,8 +12,10 @@
 #   2. every query of every panel of dashboards/wsclose.json, variables substituted, returns
 #      data (with job/instance/role selected, and with every variable at All);
 #   3. unhealthy phase: the demo is restarted without --healthy (its fleet sends invalid close
-#      codes: protocol_error ends, expected="false"); WebSocketUnexpectedCloseErrors must fire in
-#      Prometheus and arrive at the webhook through Alertmanager with its labels and annotations.
+#      codes: protocol_error ends, expected="false"; and malformed and stalled upgrades: failed
+#      and timeout handshakes); WebSocketUnexpectedCloseErrors and WebSocketHandshakeFailures
+#      must each fire in Prometheus and arrive at the webhook through Alertmanager with its
+#      labels and annotations.
 #
 # The CI copy of the rules differs from the shipped file only in durations: range windows and
 # offsets 15 times shorter ([5m] -> [20s]) and every `for:` 5s; e2e_alerts.py proves that and
@@ -223,12 +225,15 @@ helper "dashboard" dashboard "$prom" dashboards/wsclose.json "$job" "$demo_metri
 helper "dashboard (All)" dashboard "$prom" dashboards/wsclose.json "$job" "$demo_metrics" all || true
 
 # --- unhealthy phase -----------------------------------------------------------------------
-echo "--- unhealthy phase: the demo without --healthy (invalid close codes -> protocol_error)"
+echo "--- unhealthy phase: the demo without --healthy (invalid close codes -> protocol_error, malformed and stalled upgrades -> failed and timeout handshakes)"
 stop "$demo_pid"
 demo_pid=
 errors_since=$(date +%s.%N)
 need run_check "demo (unhealthy) serves /metrics on the same ports" start_demo
 helper "unhealthy phase" unhealthy "$prom" "$job" WebSocketUnexpectedCloseErrors \
+  "$alert_timeout" "$work/webhook.jsonl" "$errors_since" || true
+# Both alerts become active from the same traffic: by now this one has usually fired too.
+helper "unhealthy phase (handshakes)" unhealthy "$prom" "$job" WebSocketHandshakeFailures \
   "$alert_timeout" "$work/webhook.jsonl" "$errors_since" || true
 helper "dashboard (after errors)" \
   dashboard "$prom" dashboards/wsclose.json "$job" "$demo_metrics" after-errors || true

@@ -12,6 +12,7 @@
     e2e_alerts.py dashboard PROM DASH JOB INSTANCE MODE   every panel query returns data
     e2e_alerts.py unhealthy PROM JOB ALERT TIMEOUT WEBHOOK_OUT SINCE
                                                           ALERT fires and reaches the webhook
+                                                          (run once per alert of the phase)
 
 PROM is the Prometheus base URL (http://127.0.0.1:19090). Check results are printed as lines
 starting with `ok    ` or `FAIL  `; e2e-alerts.sh counts them. Exit status 1 when a check
@@ -358,6 +359,21 @@ def cmd_healthy(prom, job, secs, out):
     check(vals and all(v == 0 for v in vals.values()),
           "unexpected-close ratio (recording rule) is present and 0 on healthy traffic",
           f"{vals}")
+    # The handshake alerts' guard is passed too, and the failure ratio stays under their
+    # threshold (the healthy fleet sends no malformed or stalled upgrades).
+    hs = query(prom, f'job_role:websocket_handshakes:rate5m{{job="{job}", role="server"}}')
+    hs_rate = float(hs[0]["value"][1]) if hs else 0.0
+    check(hs_rate > 0.1,
+          "healthy traffic passes the handshake alerts' guard "
+          "(job_role:websocket_handshakes:rate5m > 0.1/s, server)", f"rate {hs_rate}")
+    hs_ratio = query(prom,
+                     f'job_role:websocket_handshakes_failed:ratio_rate5m{{job="{job}", role="server"}}')
+    hs_vals = [float(r["value"][1]) for r in hs_ratio]
+    check(hs_vals and hs_vals[0] < 0.05,
+          "handshake failure ratio (recording rule) is present and under 5% on healthy traffic",
+          f"{hs_vals}")
+    note(f"server handshakes per second: {hs_rate:.2f}, failed or timed out: "
+         f"{hs_vals[0] if hs_vals else float('nan'):.1%}")
     check_exported(prom, job)
     fired = sorted(k for k, states in seen.items() if "firing" in states)
     pending = sorted(k for k, states in seen.items() if states == {"pending"})
@@ -372,7 +388,8 @@ def cmd_healthy(prom, job, secs, out):
           f"{len(posts)} posts, first: {json.dumps(posts[0])[:400] if posts else ''}")
     summary(f"healthy phase {secs:.0f} s: {len(fired)} alerts fired, {len(now)} firing or "
             f"pending at the end, {len(posts)} webhook posts; server ends "
-            f"{rates.get('server', 0):.1f}/s, unexpected ratio {vals}")
+            f"{rates.get('server', 0):.1f}/s, unexpected ratio {vals}; server handshakes "
+            f"{hs_rate:.1f}/s, failed or timed out {hs_vals}")
     return 1 if FAILED else 0
 
 
@@ -504,6 +521,14 @@ def cmd_dashboard(prom, dash_path, job, instance, mode):
               f"server values {server}")
         if server:
             note(f"Unexpected-end ratio, server: {server[0]:.1%}")
+        ratio = [r for r in results if "Handshake failure ratio" in r[0]]
+        server = [float(s["value"][1]) for r in ratio for s in r[3]
+                  if s["metric"].get("role") == "server"]
+        check(server and server[0] > 0.05,
+              "the dashboard's Handshake failure ratio panel shows the failures (server > 5%)",
+              f"server values {server}")
+        if server:
+            note(f"Handshake failure ratio, server: {server[0]:.1%}")
     return 1 if FAILED else 0
 
 
@@ -538,7 +563,8 @@ def parse_ts(ts):
 
 def cmd_unhealthy(prom, job, alertname, timeout, out, since):
     """Waits for ALERT to become active after SINCE (Unix time the errors began), fire, and
-    reach the webhook for role=server (the role that sees the invalid close codes)."""
+    reach the webhook for role=server (the role that sees the invalid close codes, and the
+    malformed and stalled upgrades)."""
     timeout = float(timeout)
     since = float(since)
     start = time.monotonic() - max(0.0, time.time() - since)

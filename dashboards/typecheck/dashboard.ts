@@ -428,6 +428,58 @@ const misuseAndLoss: Section = {
   ],
 };
 
+const handshakeOutcomes =
+  'accepted = the upgrade completed (the connection is open); rejected = the server answered an HTTP status instead of 101 on purpose (the application refused it, or a drain answered 503); failed = a malformed upgrade (no Upgrade header, bad key), a peer that went away mid-handshake, or an I/O or TLS error; timeout = the handshake deadline (10 s by default) passed before the request was complete.';
+
+// Placed last so that the earlier panels keep their ids (links with viewPanel=N stay valid).
+const openingHandshakes: Section = {
+  title: 'Opening handshakes',
+  width: 8,
+  panels: [
+    timeseries({
+      title: 'Handshakes per second by outcome',
+      description: `Every opening handshake wsclose ran, per second, stacked by outcome and role. ${handshakeOutcomes} On the server role, accepted equals the opened line of the Overview row.`,
+      unit: 'ops',
+      stacked: true,
+      queries: [{ expr: sumRate('role, outcome', 'websocket_handshakes_total'), legendFormat: '{{outcome}} ({{role}})' }],
+    }),
+    ratio({
+      title: 'Handshake failure ratio',
+      description:
+        'Share of opening handshakes that ended failed or timeout, per role. Refusals (rejected) are the server answering as it meant to and are not counted. The red area starts at 5%, the threshold of the WebSocketHandshakeFailures alert (server role). A jump right after a deploy usually means a proxy, load balancer or TLS terminator no longer forwards the upgrade; a timeout-only rise means slowloris or a stalled proxy (WebSocketHandshakeTimeoutsSurge). See docs/runbook.md.',
+      redFrom: 0.05,
+      max: 1,
+      queries: [
+        {
+          // `or ... * 0`: 0 instead of no data when every handshake went through.
+          expr: [
+            '(',
+            `  ${sumRate('role', 'websocket_handshakes_total', 'outcome=~"failed|timeout"')}`,
+            '  or',
+            `  ${sumRate('role', 'websocket_handshakes_total')} * 0`,
+            ')',
+            '/',
+            sumRate('role', 'websocket_handshakes_total'),
+          ].join('\n'),
+          legendFormat: '{{role}}',
+        },
+      ],
+    }),
+    timeseries({
+      title: 'Handshake duration p99 by outcome',
+      description:
+        'The 99th percentile of the opening handshake duration, from the accepted TCP connection (or the client\'s connect) to the end, per outcome and role. accepted is a round trip or two on a healthy network; timeout sits at the handshake deadline by construction. A rising accepted p99 means slow clients, a slow TLS handshake in front, or an overloaded server.',
+      unit: 's',
+      queries: [
+        {
+          expr: `histogram_quantile(0.99, ${sumRate('role, outcome, le', 'websocket_handshake_duration_seconds_bucket')})`,
+          legendFormat: '{{outcome}} ({{role}})',
+        },
+      ],
+    }),
+  ],
+};
+
 // --- variables -----------------------------------------------------------------------------
 
 /** A multi-select drop-down of a label's values, filtered by the drop-downs before it. */
@@ -492,7 +544,7 @@ export const dashboard: StrictDashboardFile = {
     ],
   },
   description:
-    'How WebSocket connections handled by the wsclose crate end: volume, outcome and cause, close latency, close codes, and misuse (redundant closes, sends after close, dropped messages). Every panel sums over the selected instances so a replicated service reads as one.',
+    'How WebSocket connections handled by the wsclose crate end: volume, outcome and cause, close latency, close codes, misuse (redundant closes, sends after close, dropped messages), and how opening handshakes end. Every panel sums over the selected instances so a replicated service reads as one.',
   editable: true,
   fiscalYearStartMonth: 0,
   graphTooltip: 1,
@@ -511,7 +563,14 @@ export const dashboard: StrictDashboardFile = {
       url: 'https://github.com/wsclose/wsclose/blob/main/docs/runbook.md',
     },
   ],
-  panels: layout([overview, howConnectionsEnd, latencyAndLifetime, closeFramesSection, misuseAndLoss]),
+  panels: layout([
+    overview,
+    howConnectionsEnd,
+    latencyAndLifetime,
+    closeFramesSection,
+    misuseAndLoss,
+    openingHandshakes,
+  ]),
   refresh: '30s',
   schemaVersion: 42,
   tags: ['websocket', 'wsclose'],

@@ -25,12 +25,29 @@ try {
   console.error(`${contractPath}: ${err.message}`);
   process.exit(1);
 }
-/** Series name -> { labels, histogram, buckets }. */
+/**
+ * The contract's label entries. One name can carry different values on different instruments
+ * (`outcome`: a close's on websocket_closes_total, a handshake's on websocket_handshakes_total);
+ * the OpenTelemetry attribute name tells the entries apart.
+ */
+const labelEntry = (instrument, name) =>
+  contract.labels.find((l) => l.name === name && (instrument.otel?.attributes ?? []).includes(l.otel)) ??
+  contract.labels.find((l) => l.name === name);
+/** Series name -> { labels, values (label -> its bounded values on this series), histogram, buckets }. */
 const METRICS = Object.fromEntries(
-  contract.instruments.map((i) => [i.prometheus, { labels: i.labels, histogram: i.type === 'histogram', buckets: i.buckets }])
+  contract.instruments.map((i) => [
+    i.prometheus,
+    {
+      labels: i.labels,
+      values: Object.fromEntries(i.labels.map((l) => [l, labelEntry(i, l)?.values ?? []])),
+      histogram: i.type === 'histogram',
+      buckets: i.buckets,
+    },
+  ])
 );
-/** Label -> its bounded values. */
-const LABEL_VALUES = Object.fromEntries(contract.labels.map((l) => [l.name, l.values]));
+/** Label -> every value it takes on some series (for selectors of recording rules). */
+const LABEL_VALUES = {};
+for (const l of contract.labels) LABEL_VALUES[l.name] = [...new Set([...(LABEL_VALUES[l.name] ?? []), ...l.values])];
 /** The `le` values of a histogram, as Prometheus renders them. */
 const leValues = (metric) => [...METRICS[metric].buckets.map((b) => String(b)), '+Inf'];
 const SCRAPE_LABELS = ['job', 'instance'];
@@ -95,6 +112,13 @@ function checkSelectors(where, expr) {
     ]);
     for (const { label, op, value } of sel.matchers) {
       if (!allowed.has(label)) problem(where, `${sel.name} has no label ${label}`);
+      // A value (or each word of a plain alternation such as "failed|timeout") must be one
+      // this series takes.
+      const values = METRICS[base].values[label];
+      const words = op === '=' ? [value] : op === '=~' && /^[a-z_]+(\|[a-z_]+)*$/.test(value) ? value.split('|') : [];
+      for (const w of words) {
+        if (values && !values.includes(w)) problem(where, `${sel.name}: ${label}="${w}" is not a value of its ${label} (${values.join(', ')})`);
+      }
       if (label === 'le' && suffix === '_bucket' && op === '=' && !leValues(base).includes(value)) {
         problem(where, `le="${value}" is not a bucket of ${base}`);
       }
@@ -185,8 +209,9 @@ for (const [i, panel] of panels.entries()) {
     }
     const windows = [...expr.matchAll(/\[([^\]]+)\]/g)].map((m) => m[1]);
     for (const w of windows) if (w !== '$__rate_interval') problem(tw, `range [${w}] must be [$__rate_interval]`);
-    if (/histogram_quantile/.test(expr) && !/histogram_quantile\([0-9.]+, sum by \(le\) \(rate\(/.test(expr)) {
-      problem(tw, 'histogram_quantile must be over sum by (le) (rate(..._bucket[$__rate_interval]))');
+    // The grouping may keep other labels (one line per outcome), as long as it keeps le.
+    if (/histogram_quantile/.test(expr) && !/histogram_quantile\([0-9.]+, sum by \(([a-z_]+, )*le\) \(rate\(/.test(expr)) {
+      problem(tw, 'histogram_quantile must be over sum by (..., le) (rate(..._bucket[$__rate_interval]))');
     }
   }
 }
