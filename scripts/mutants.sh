@@ -22,7 +22,7 @@ command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
 
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-  files=('src/conn/*.rs' src/deadline.rs src/gate.rs src/classify.rs src/registry.rs)
+  files=('src/conn/*.rs' 'src/handshake/*.rs' src/deadline.rs src/gate.rs src/classify.rs src/registry.rs)
 fi
 globs=()
 for f in "${files[@]}"; do
