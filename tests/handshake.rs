@@ -23,7 +23,7 @@ use tracing::Level;
 use wsclose::{Config, HandshakeOutcome, Outcome, Registry, State};
 
 use support::logs;
-use support::pairs::bounded;
+use support::pairs::{bounded, until};
 
 /// Half an upgrade request: the request line and one header, never the blank line.
 const HALF_REQUEST: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n";
@@ -100,23 +100,13 @@ async fn a_thousand_slowloris_peers_do_not_delay_a_normal_upgrade() {
         stalled.push(tcp);
     }
     // Every stalled peer is in the Connecting phase before the normal client arrives.
-    bounded(async {
-        while registry.connecting() < STALLED {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until(|| registry.connecting() >= STALLED).await;
     let (mut client, response) = bounded(tokio_tungstenite::connect_async(format!("ws://{addr}/")))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     // The client may read the 101 before the server's `accept` has returned.
-    bounded(async {
-        while accepted.load(Ordering::SeqCst) < 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until(|| accepted.load(Ordering::SeqCst) >= 1).await;
     assert_eq!(
         registry.connecting(),
         STALLED,
@@ -124,12 +114,7 @@ async fn a_thousand_slowloris_peers_do_not_delay_a_normal_upgrade() {
     );
     client.close(None).await.unwrap();
     drop(stalled);
-    bounded(async {
-        while registry.connecting() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until(|| registry.connecting() == 0).await;
     server.abort();
 }
 
@@ -296,12 +281,7 @@ async fn handshakes_during_a_drain_are_all_answered_and_counted() {
             }
         });
     }
-    bounded(async {
-        while registry.connecting() < CLIENTS {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until(|| registry.connecting() >= CLIENTS).await;
     let shutdown = {
         let registry = registry.clone();
         tokio::spawn(async move { registry.shutdown(1001, Duration::from_secs(20)).await })
@@ -352,12 +332,7 @@ async fn a_drain_cuts_handshakes_that_never_send_their_request() {
         tcp.write_all(HALF_REQUEST).await.unwrap();
         stalled.push(tcp);
     }
-    bounded(async {
-        while registry.connecting() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until(|| registry.connecting() >= 3).await;
     let report = bounded(registry.shutdown(1001, Duration::from_millis(100)))
         .await
         .unwrap();
@@ -367,12 +342,7 @@ async fn a_drain_cuts_handshakes_that_never_send_their_request() {
         report.to_string().ends_with("handshakes refused 0, cut 3"),
         "{report}"
     );
-    bounded(async {
-        while outcomes.lock().unwrap().len() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until(|| outcomes.lock().unwrap().len() >= 3).await;
     assert!(
         outcomes
             .lock()

@@ -154,30 +154,23 @@ async fn silent_peer_times_out_at_the_deadline<F: Flavor>() {
 }
 
 async fn peer_reset_is_peer_gone<F: Flavor>() {
-    for &role in F::ROLES {
-        let (m, _g) = recorder::install();
-        let (mut ws, raw) = F::with_raw(role, &Config::new()).await;
-        raw.reset();
-        while let Some(item) = bounded(ws.next()).await {
-            assert!(item.is_err(), "{role}: only an error before the end");
-        }
-        let report = bounded(ws.handle().closed()).await;
-        assert_eq!(report.outcome, Outcome::PeerGone, "{role}: {report:?}");
-        assert_eq!(
-            m.closes(r(role), "transport", "peer_gone"),
-            1,
-            "{}",
-            m.dump()
-        );
-        m.assert_balanced(r(role));
-    }
+    transport_end_is_peer_gone::<F>(true).await;
 }
 
 async fn peer_eof_is_peer_gone<F: Flavor>() {
+    transport_end_is_peer_gone::<F>(false).await;
+}
+
+/// The peer's transport ends without a Close (`reset`: RST; otherwise FIN): `peer_gone`.
+async fn transport_end_is_peer_gone<F: Flavor>(reset: bool) {
     for &role in F::ROLES {
         let (m, _g) = recorder::install();
         let (mut ws, mut raw) = F::with_raw(role, &Config::new()).await;
-        raw.shutdown_write().await.unwrap();
+        if reset {
+            raw.reset();
+        } else {
+            raw.shutdown_write().await.unwrap();
+        }
         while let Some(item) = bounded(ws.next()).await {
             assert!(item.is_err(), "{role}: only an error before the end");
         }

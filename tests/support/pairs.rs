@@ -24,6 +24,16 @@ pub async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
         .expect("test step exceeded its time limit")
 }
 
+/// Waits until `cond` holds, polling every 5 ms, at most [`LIMIT`].
+pub async fn until(mut cond: impl FnMut() -> bool) {
+    bounded(async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
 /// A tokio-tungstenite connection pair: (server side, client side).
 pub async fn tt_pair() -> (Tt, Tt) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
