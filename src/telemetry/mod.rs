@@ -105,20 +105,17 @@ fn zeros(role: Role) -> impl Iterator<Item = Update> + Clone {
                 Update::new(instrument::CLOSES, &slots, Value::Zero)
             })
     });
-    let durations = [instrument::CLOSE_DURATION, instrument::CONNECTION_DURATION]
-        .into_iter()
-        .flat_map(move |i| {
-            Outcome::ALL
-                .iter()
-                .map(move |o| Update::new(i, &[r, o.index()], Value::Zero))
-        });
-    let handshakes = [instrument::HANDSHAKES, instrument::HANDSHAKE_DURATION]
-        .into_iter()
-        .flat_map(move |i| {
-            HandshakeOutcome::ALL
-                .iter()
-                .map(move |o| Update::new(i, &[r, o.index()], Value::Zero))
-        });
+    // The instruments labelled by role and one more label: every value of that label.
+    let by_role_and_one = [
+        instrument::CLOSE_DURATION,
+        instrument::CONNECTION_DURATION,
+        instrument::HANDSHAKES,
+        instrument::HANDSHAKE_DURATION,
+    ]
+    .into_iter()
+    .flat_map(move |i| {
+        (0..i.labels[1].cardinality()).map(move |v| Update::new(i, &[r, v], Value::Zero))
+    });
     let invalid = WireCode::Invalid(None).label_index();
     let frames = Direction::ALL.into_iter().flat_map(move |d| {
         (0..CODE_LABELS.len())
@@ -127,11 +124,7 @@ fn zeros(role: Role) -> impl Iterator<Item = Update> + Clone {
                 Update::new(instrument::CLOSE_FRAMES, &[r, d.index(), code], Value::Zero)
             })
     });
-    per_role
-        .chain(closes)
-        .chain(durations)
-        .chain(frames)
-        .chain(handshakes)
+    per_role.chain(closes).chain(by_role_and_one).chain(frames)
 }
 
 /// Creates the series of `series` at 0 in every backend, unless they exist already: once per
