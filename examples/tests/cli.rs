@@ -69,6 +69,17 @@ impl Drop for Killed {
     }
 }
 
+/// The lines of a child's pipe, read to its end by a thread of their own.
+fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -202,13 +213,8 @@ fn start_demo() -> (Killed, SocketAddr) {
         .expect("spawn");
     let stdout = child.stdout.take().expect("piped");
     let guard = Killed(Some(child));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Read to the end: a closed pipe would make the demo's next table print fail.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    // Read to the end: a closed pipe would make the demo's next table print fail.
+    let rx = lines(stdout);
     let first = rx.recv_timeout(PATIENCE).expect("the demo's first line");
     let addr = first
         .split("ws://")
@@ -338,12 +344,7 @@ fn the_otlp_example_exits_0_on_sigterm() {
         .expect("spawn");
     let stderr = child.stderr.take().expect("piped");
     let guard = Killed(Some(child));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines(stderr);
     let deadline = std::time::Instant::now() + PATIENCE;
     let mut log = Vec::new();
     while !log.iter().any(|l: &String| l.contains("echo server ready")) {
