@@ -141,9 +141,9 @@ pub use code::{
 pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
 pub use error::Error;
-pub use handshake::{HandshakeOutcome, reject};
+pub use handshake::reject;
 pub use registry::{Registry, ShutdownReport, shutdown_signal};
-pub use taxonomy::{Cause, CloseReport, Outcome, Role, State, WireCode};
+pub use taxonomy::{Cause, CloseReport, HandshakeOutcome, Outcome, Role, State, WireCode};
 pub use telemetry::{
     CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, HANDSHAKE_DURATION_BUCKETS,
     describe_metrics, names,

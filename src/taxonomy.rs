@@ -66,6 +66,21 @@ impl Outcome {
 }
 
 label_enum! {
+    /// How an opening handshake run by the crate ended (the `outcome` label of
+    /// `websocket_handshakes_total`).
+    pub enum HandshakeOutcome {
+        /// The upgrade completed: the connection is open and wrapped.
+        Accepted => "accepted",
+        /// An HTTP status was answered instead of the upgrade (the server refused it).
+        Rejected => "rejected",
+        /// The upgrade was malformed, the peer went away, or the transport failed.
+        Failed => "failed",
+        /// The handshake deadline passed (or a drain's grace period ended) first.
+        Timeout => "timeout",
+    }
+}
+
+label_enum! {
     /// Who or what started the end of a connection.
     pub enum Cause {
         /// The application asked to close (or dropped every handle).

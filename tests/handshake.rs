@@ -540,7 +540,7 @@ async fn each_outcome_is_counted_once_and_accepted_equals_opened() {
             &[("role", role), ("outcome", outcome.as_str())],
         )
     };
-    for outcome in HandshakeOutcome::ALL {
+    for &outcome in HandshakeOutcome::ALL {
         assert_eq!(handshakes("server", outcome), 1, "{outcome}\n{}", m.dump());
         let durations = m.histogram(
             "websocket_handshake_duration_seconds",

@@ -11,7 +11,6 @@
 //! sent half a request and stalled). Its file descriptor is released at once in every case but
 //! `accepted`.
 
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,58 +28,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::Kind;
 use crate::registry::HandshakeGuard;
-use crate::{Config, Error, Role, WebSocket, telemetry};
+use crate::{Config, Error, HandshakeOutcome, Role, WebSocket, telemetry};
 
 #[cfg(feature = "axum")]
 mod axum;
 
 /// The reason body of a refusal during a drain.
 const DRAIN_BODY: &str = "server shutting down";
-
-/// How an opening handshake ended (the `outcome` label of `websocket_handshakes_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum HandshakeOutcome {
-    /// The upgrade completed: the connection is open and wrapped.
-    Accepted,
-    /// An HTTP status was answered instead of the upgrade (the server refused it).
-    Rejected,
-    /// The upgrade was malformed, the peer went away, or the transport failed.
-    Failed,
-    /// The handshake deadline passed (or a drain's grace period ended) first.
-    Timeout,
-}
-
-impl HandshakeOutcome {
-    /// Every outcome, in label order.
-    pub const ALL: [HandshakeOutcome; 4] = [
-        HandshakeOutcome::Accepted,
-        HandshakeOutcome::Rejected,
-        HandshakeOutcome::Failed,
-        HandshakeOutcome::Timeout,
-    ];
-
-    /// The position in [`ALL`](Self::ALL): the label's slot in a metric backend's arrays.
-    pub(crate) const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandshakeOutcome::Accepted => "accepted",
-            HandshakeOutcome::Rejected => "rejected",
-            HandshakeOutcome::Failed => "failed",
-            HandshakeOutcome::Timeout => "timeout",
-        }
-    }
-}
-
-impl fmt::Display for HandshakeOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// An answer that refuses an upgrade, for an [`accept_with`](Config::accept_with) callback:
 /// `status` (4xx or 5xx) with a short plain-text `body`.
