@@ -141,7 +141,7 @@ pub use code::{
 pub use config::Config;
 pub use conn::{Handle, Receiver, Sender, WebSocket};
 pub use error::Error;
-pub use handshake::reject;
+pub use handshake::{Handshake, reject};
 pub use registry::{Registry, ShutdownReport, shutdown_signal};
 pub use taxonomy::{Cause, CloseReport, HandshakeOutcome, Outcome, Role, State, WireCode};
 pub use telemetry::{

@@ -69,8 +69,8 @@ struct Inner {
     /// when no shutdown runs, so that a registry drained long ago keeps nothing.
     late: Mutex<Option<Vec<Handle>>>,
     last_report: Mutex<Option<ShutdownReport>>,
-    /// Opening handshakes in flight ([`HandshakeGuard`]s alive).
-    connecting: AtomicUsize,
+    /// Connections still connecting (a [`HandshakeGuard`] alive), by id.
+    connecting: Mutex<HashMap<u64, Handle>>,
     /// Upgrades refused with 503, and handshakes cut, since the last shutdown began.
     refused: AtomicUsize,
     cut_count: AtomicUsize,
@@ -80,18 +80,19 @@ struct Inner {
     cut: Notify,
 }
 
-/// An opening handshake in flight under a registry: counted while any clone lives, refused
-/// during a drain, cut when a drain's grace period ends.
+/// An opening handshake in flight under a registry: listed (its handle in the `Connecting`
+/// state) while any clone lives, refused during a drain, cut when a drain's grace period ends.
 #[derive(Clone)]
 pub(crate) struct HandshakeGuard(Arc<Ticket>);
 
-struct Ticket(Registry);
+struct Ticket(Registry, u64);
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let inner = &self.0.inner;
-        if inner.connecting.fetch_sub(1, Ordering::AcqRel) == 1 {
-            inner.emptied.notify_waiters();
+        let mut connecting = self.0.connecting_set();
+        connecting.remove(&self.1);
+        if connecting.is_empty() {
+            self.0.inner.emptied.notify_waiters();
         }
     }
 }
@@ -153,17 +154,26 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Opening handshakes in flight ([`Config::accept`](crate::Config::accept) and
-    /// [`Config::accept_with`](crate::Config::accept_with) with this registry): connections in
-    /// the `Connecting` phase.
+    /// Opening handshakes in flight ([`Config::accept`](crate::Config::accept),
+    /// [`Config::accept_with`](crate::Config::accept_with), axum's `Config::on_upgrade` with
+    /// this registry): connections in the `Connecting` state.
     pub fn connecting(&self) -> usize {
-        self.inner.connecting.load(Ordering::Acquire)
+        self.connecting_set().len()
     }
 
-    /// Counts a handshake in flight until the guard (and its clones) are dropped.
-    pub(crate) fn handshake_started(&self) -> HandshakeGuard {
-        self.inner.connecting.fetch_add(1, Ordering::AcqRel);
-        HandshakeGuard(Arc::new(Ticket(self.clone())))
+    /// Lists a handshake in flight (`handle`, still connecting) until the guard (and its
+    /// clones) are dropped.
+    pub(crate) fn handshake_started(&self, handle: Handle) -> HandshakeGuard {
+        let id = handle.id();
+        self.connecting_set().insert(id, handle);
+        HandshakeGuard(Arc::new(Ticket(self.clone(), id)))
+    }
+
+    fn connecting_set(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
+        self.inner
+            .connecting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether a shutdown has started. Connections wrapped from then on are closed at once
@@ -172,8 +182,19 @@ impl Registry {
         self.inner.draining.load(Ordering::Acquire)
     }
 
-    /// Handles to every live connection.
+    /// Handles to every live connection: open or closing, and those still connecting
+    /// ([`State::Connecting`](crate::State::Connecting)), each once.
     pub fn handles(&self) -> Vec<Handle> {
+        let mut handles = self.open_handles();
+        let connecting: Vec<Handle> = self.connecting_set().values().cloned().collect();
+        // A handshake just accepted is listed both ways for a moment: once is enough.
+        let listed: std::collections::HashSet<u64> = handles.iter().map(Handle::id).collect();
+        handles.extend(connecting.into_iter().filter(|h| !listed.contains(&h.id())));
+        handles
+    }
+
+    /// Handles to the connections past their handshake (open or closing).
+    fn open_handles(&self) -> Vec<Handle> {
         self.conns().values().cloned().collect()
     }
 
@@ -260,7 +281,7 @@ impl Registry {
         // Every connection is either in this snapshot, or wrapped after `draining` was set and
         // closed at once by `insert` (which also lists it in `late`), so one pass begins every
         // close; after it, the loop only waits.
-        let begun = self.handles();
+        let begun = self.open_handles();
         for h in &begun {
             h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
         }
@@ -278,7 +299,7 @@ impl Registry {
                 self.inner.cut.notify_waiters();
             }
             if Instant::now() >= deadline && !self.is_empty() {
-                let live = self.handles();
+                let live = self.open_handles();
                 for h in &live {
                     if h.report().is_none() {
                         stragglers += 1;

@@ -41,7 +41,9 @@ macro_rules! label_enum {
 label_enum! {
     /// How a connection ended. Each connection ends exactly once, with one outcome.
     pub enum Outcome {
-        /// Both Close frames exchanged and the transport closed within the deadline.
+        /// Both Close frames exchanged and the transport closed within the deadline. (For a
+        /// handle of a connection that never opened: its upgrade was refused with an HTTP
+        /// status, or given up by the application; never counted as a close.)
         Clean => "clean",
         /// The transport ended without a complete handshake: reset, EOF, broken pipe.
         PeerGone => "peer_gone",
@@ -108,14 +110,22 @@ label_enum! {
     }
 }
 
-/// The life cycle of a connection: `Open → Closing → Closed`.
+/// The life cycle of a connection: `Connecting → Open → Closing → Closed`.
 ///
-/// A wrapped connection starts `Open`: wrapping happens after tokio-tungstenite (or axum) has
-/// completed the opening handshake, so the `Connecting` phase of the WebSocket API belongs to
-/// the handshake library, not to a handle of this crate.
+/// `Connecting` is the opening handshake when the crate runs it ([`Config::accept`],
+/// [`Config::connect`] and their kin, axum's `Config::on_upgrade`): a handle taken then
+/// ([`Handshake::handle`], [`Registry::handles`]) follows the connection through every state.
+/// A connection wrapped after a handshake run elsewhere starts `Open`.
+///
+/// [`Config::accept`]: crate::Config::accept
+/// [`Config::connect`]: crate::Config::connect
+/// [`Handshake::handle`]: crate::Handshake::handle
+/// [`Registry::handles`]: crate::Registry::handles
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum State {
+    /// The opening handshake is under way.
+    Connecting,
     /// Messages flow both ways.
     Open,
     /// The close has started; it records who started it.
@@ -127,6 +137,7 @@ pub enum State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            State::Connecting => f.write_str("connecting"),
             State::Open => f.write_str("open"),
             State::Closing(cause) => write!(f, "closing({cause})"),
             State::Closed => f.write_str("closed"),

@@ -12,8 +12,8 @@ use super::plan::{Plan, validate};
 use super::{OutFrame, Shared};
 
 /// The object-safe view of a connection that [`Handle`] holds, so handles of every transport
-/// type are one type.
-trait Control: Send + Sync {
+/// type are one type (and a connection still connecting, `opening.rs`, is one more).
+pub(super) trait Control: Send + Sync {
     fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
     fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool;
     fn terminate(&self);
@@ -64,7 +64,7 @@ impl<T: Transport> Control for Shared<T> {
 /// [`WebSocket`](super::WebSocket)/[`Sender`](super::Sender)/[`Receiver`](super::Receiver) is dropped, the connection closes with 1001.
 #[derive(Clone)]
 pub struct Handle {
-    ctl: Arc<dyn Control>,
+    pub(super) ctl: Arc<dyn Control>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -80,6 +80,10 @@ impl std::fmt::Debug for Handle {
 impl Handle {
     pub(super) fn new<T: Transport>(shared: Arc<Shared<T>>) -> Self {
         Handle { ctl: shared }
+    }
+
+    pub(super) fn from_control(ctl: Arc<dyn Control>) -> Self {
+        Handle { ctl }
     }
 
     /// Closes the connection with `code` and `reason` and waits for the end, at most the close

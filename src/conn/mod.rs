@@ -14,6 +14,7 @@
 //! |---|---|
 //! | `socket.rs` | the public [`WebSocket`], [`Sender`], [`Receiver`]: `Stream`/`Sink`, drop closes with 1001 |
 //! | `handle.rs` | [`Handle`] and the object-safe `Control` view it holds |
+//! | `opening.rs` | a connection still `Connecting`: its handle before and after the upgrade |
 //! | `io.rs` | reads and writes of the open connection, passed through to the transport |
 //! | `phase.rs` | the gate's phase value and the public [`State`](crate::State), one from the other |
 //! | `plan.rs` | how a close begins (`Plan`): ours, the peer's, a fatal error's, keepalive's |
@@ -39,6 +40,7 @@ mod closer;
 mod handle;
 mod io;
 mod lifecycle;
+mod opening;
 mod phase;
 mod plan;
 mod socket;
@@ -46,6 +48,7 @@ mod socket;
 mod tests;
 
 pub use handle::Handle;
+pub(crate) use opening::Opening;
 pub use socket::{Receiver, Sender, WebSocket};
 
 use close::Parked;
@@ -111,11 +114,17 @@ struct Shared<T: Transport> {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A new process-unique connection id.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 impl<T: Transport> Shared<T> {
     /// Wraps an established connection: its span, its series, its registry entry (closed at
     /// once when the registry is draining), and its keepalive and lifetime task.
-    fn open(ws: T, role: Role, config: Config) -> Arc<Self> {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    /// `id` is the connection's own when its handshake ran in the crate (`Opening`).
+    fn open(ws: T, role: Role, config: Config, id: Option<u64>) -> Arc<Self> {
+        let id = id.unwrap_or_else(next_id);
         let series = telemetry::Series {
             role,
             labels: config.labels,

@@ -88,7 +88,16 @@ impl<T: Transport> WebSocket<T> {
     }
 
     pub(crate) fn with_config(ws: T, role: Role, config: Config) -> Self {
-        let shared = Shared::open(ws, role, config);
+        Self::wrap(ws, role, config, None)
+    }
+
+    /// Wraps a connection whose handshake the crate ran, with the id it had while connecting.
+    pub(crate) fn with_config_id(ws: T, role: Role, config: Config, id: u64) -> Self {
+        Self::wrap(ws, role, config, Some(id))
+    }
+
+    fn wrap(ws: T, role: Role, config: Config, id: Option<u64>) -> Self {
+        let shared = Shared::open(ws, role, config, id);
         WebSocket {
             owner: Arc::new(Owner(shared)),
             close_requested: false,

@@ -14,14 +14,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use super::{DRAIN_BODY, HandshakeOutcome};
+use super::{DRAIN_BODY, HandshakeOutcome, never_opened};
+use crate::conn::Opening;
 use crate::registry::HandshakeGuard;
 use crate::telemetry::{self, HandshakeEnd, Series};
-use crate::{Config, Role, WebSocket};
+use crate::{Cause, Config, Outcome, Role, WebSocket};
 
 /// Records an axum handshake's end.
 fn record(
     series: Series,
+    conn_id: u64,
     outcome: HandshakeOutcome,
     status: Option<u16>,
     started: Instant,
@@ -29,6 +31,7 @@ fn record(
 ) {
     telemetry::on_handshake(&HandshakeEnd {
         series,
+        conn_id,
         outcome,
         status,
         duration: started.elapsed(),
@@ -38,22 +41,30 @@ fn record(
     });
 }
 
-/// An axum upgrade between the handler and the upgraded socket. Dropped without either
-/// callback having run (hyper gave up on the connection), it records a failure.
+/// An axum upgrade between the handler and the upgraded socket: a connection `Connecting`.
+/// Dropped without either callback having run (hyper gave up on the connection), it records
+/// a failure.
 struct Pending {
     series: Series,
     started: Instant,
     done: AtomicBool,
+    opening: Arc<Opening>,
     _guard: Option<HandshakeGuard>,
 }
 
 impl Pending {
-    /// Records the end once; `false` if it was already recorded.
+    /// Records the end once; `false` if it was already recorded. A failure ends the
+    /// connection's handles too.
     fn end(&self, outcome: HandshakeOutcome, error: Option<&axum::Error>) -> bool {
         if self.done.swap(true, Ordering::AcqRel) {
             return false;
         }
-        record(self.series, outcome, None, self.started, error);
+        let id = self.opening.id();
+        record(self.series, id, outcome, None, self.started, error);
+        if outcome != HandshakeOutcome::Accepted {
+            self.opening
+                .end(never_opened(Outcome::IoError, Cause::Transport));
+        }
         true
     }
 }
@@ -94,19 +105,33 @@ impl Config {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let started = Instant::now();
-        let guard = self.registry.as_ref().map(|r| r.handshake_started());
+        let opening = Opening::new(Role::Server);
+        let guard = self
+            .registry
+            .as_ref()
+            .map(|r| r.handshake_started(opening.handle()));
         if guard
             .as_ref()
             .is_some_and(HandshakeGuard::refuse_if_draining)
         {
             let series = self.series(Role::Server);
-            record(series, HandshakeOutcome::Rejected, Some(503), started, None);
+            let id = opening.id();
+            record(
+                series,
+                id,
+                HandshakeOutcome::Rejected,
+                Some(503),
+                started,
+                None,
+            );
+            opening.end(never_opened(Outcome::Clean, Cause::Shutdown));
             return (StatusCode::SERVICE_UNAVAILABLE, DRAIN_BODY).into_response();
         }
         let pending = Arc::new(Pending {
             series: self.series(Role::Server),
             started,
             done: AtomicBool::new(false),
+            opening,
             _guard: guard,
         });
         let failed = pending.clone();
@@ -117,7 +142,8 @@ impl Config {
             })
             .on_upgrade(move |socket| async move {
                 pending.end(HandshakeOutcome::Accepted, None);
-                let ws = config.server(socket);
+                // A close through a registry's handle meanwhile is applied at once.
+                let ws = pending.opening.open(socket, &config);
                 drop(pending); // after the wrap: a drain sees it either here or registered
                 callback(ws).await;
             })
@@ -131,6 +157,7 @@ impl Config {
         let code = Some(status.as_u16());
         record(
             series,
+            crate::conn::next_id(),
             HandshakeOutcome::Rejected,
             code,
             Instant::now(),

@@ -12,6 +12,9 @@
 //! `accepted`.
 
 use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,15 +29,22 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, error::ProtocolError};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::conn::Opening;
 use crate::error::Kind;
 use crate::registry::HandshakeGuard;
-use crate::{Config, Error, HandshakeOutcome, Role, WebSocket, telemetry};
+use crate::{
+    Cause, CloseReport, Config, Error, Handle, HandshakeOutcome, Outcome, Role, WebSocket,
+    telemetry,
+};
 
 #[cfg(feature = "axum")]
 mod axum;
 
-/// The reason body of a refusal during a drain.
+/// The body of a refusal during a drain.
 const DRAIN_BODY: &str = "server shutting down";
+
+/// The body of a refusal after a close through the handle, without a reason.
+const CLOSED_BODY: &str = "closed while connecting";
 
 /// An answer that refuses an upgrade, for an [`accept_with`](Config::accept_with) callback:
 /// `status` (4xx or 5xx) with a short plain-text `body`.
@@ -56,11 +66,15 @@ pub fn reject(status: StatusCode, body: &str) -> ErrorResponse {
     response
 }
 
-/// The application's callback, behind the drain check: during a drain, every upgrade is refused
-/// with 503 before the callback sees it.
+/// The application's callback, behind the checks that refuse an upgrade first: during a drain,
+/// or after a close through the connection's handle, the upgrade is refused with 503 before
+/// the callback sees it.
 struct Gatekeeper<C> {
     callback: C,
+    opening: Arc<Opening>,
     guard: Option<HandshakeGuard>,
+    /// Who refused the upgrade, when it was refused here or by the callback.
+    refused: Arc<OnceLock<Cause>>,
 }
 
 impl<C: Callback> Callback for Gatekeeper<C> {
@@ -69,17 +83,37 @@ impl<C: Callback> Callback for Gatekeeper<C> {
         request: &Request,
         response: ServerResponse,
     ) -> Result<ServerResponse, ErrorResponse> {
-        if let Some(guard) = &self.guard {
-            if guard.refuse_if_draining() {
-                let mut refusal = reject(StatusCode::SERVICE_UNAVAILABLE, DRAIN_BODY);
-                refusal.headers_mut().insert(
-                    tokio_tungstenite::tungstenite::http::header::CONNECTION,
-                    tokio_tungstenite::tungstenite::http::HeaderValue::from_static("close"),
-                );
-                return Err(refusal);
-            }
+        let refusal = if self
+            .guard
+            .as_ref()
+            .is_some_and(HandshakeGuard::refuse_if_draining)
+        {
+            Some((Cause::Shutdown, DRAIN_BODY.to_owned()))
+        } else {
+            self.opening.close_requested().map(|(cause, frame)| {
+                let reason = frame.map(|(_, reason)| reason).unwrap_or_default();
+                let body = if reason.is_empty() {
+                    CLOSED_BODY.to_owned()
+                } else {
+                    reason
+                };
+                (cause, body)
+            })
+        };
+        if let Some((cause, body)) = refusal {
+            let _ = self.refused.set(cause);
+            let mut refusal = reject(StatusCode::SERVICE_UNAVAILABLE, &body);
+            refusal.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::header::CONNECTION,
+                tokio_tungstenite::tungstenite::http::HeaderValue::from_static("close"),
+            );
+            return Err(refusal);
         }
-        self.callback.on_request(request, response)
+        let answer = self.callback.on_request(request, response);
+        if answer.is_err() {
+            let _ = self.refused.set(Cause::App);
+        }
+        answer
     }
 }
 
@@ -137,18 +171,22 @@ impl Config {
     /// Runs the server side of the opening handshake on `stream` (a TCP or TLS stream just
     /// accepted) within the handshake deadline, and wraps the connection.
     ///
-    /// During a [`Registry::shutdown`](crate::Registry::shutdown) of this config's registry,
-    /// the upgrade is refused with `503 Service Unavailable`.
+    /// The connection is `Connecting` from this call: [`Handshake::handle`] (and a registry's
+    /// [`handles`](crate::Registry::handles)) see it, and a close through that handle refuses
+    /// the upgrade with `503 Service Unavailable` (or closes the connection right after it,
+    /// when the upgrade was already answered). During a
+    /// [`Registry::shutdown`](crate::Registry::shutdown) of this config's registry, the
+    /// upgrade is refused with 503 too.
     ///
     /// # Errors
     ///
     /// The handshake did not end `accepted`: [`Error::handshake`] says how it ended,
     /// [`Error::status`] the HTTP status of a rejection; the source is tungstenite's error.
-    pub async fn accept<S>(&self, stream: S) -> Result<WebSocket<WebSocketStream<S>>, Error>
+    pub fn accept<S>(&self, stream: S) -> Handshake<WebSocket<WebSocketStream<S>>>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.accept_with(stream, AcceptAll).await
+        self.accept_with(stream, AcceptAll)
     }
 
     /// [`accept`](Self::accept) with tokio-tungstenite's request callback: inspect the request
@@ -178,53 +216,59 @@ impl Config {
     /// # Errors
     ///
     /// As [`accept`](Self::accept).
-    pub async fn accept_with<S, C>(
+    pub fn accept_with<S, C>(
         &self,
         stream: S,
         callback: C,
-    ) -> Result<WebSocket<WebSocketStream<S>>, Error>
+    ) -> Handshake<WebSocket<WebSocketStream<S>>>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        C: Callback + Unpin,
+        C: Callback + Unpin + Send + 'static,
     {
-        let guard = self.registry.as_ref().map(|r| r.handshake_started());
+        let attempt = Attempt::new(self, Role::Server);
+        let refused = Arc::new(OnceLock::new());
         let callback = Gatekeeper {
             callback,
-            guard: guard.clone(),
+            opening: attempt.opening.clone(),
+            guard: attempt.guard.clone(),
+            refused: refused.clone(),
         };
         let handshake = tokio_tungstenite::accept_hdr_async(stream, callback);
-        let ws = self
-            .bounded(Role::Server, guard.as_ref(), handshake)
-            .await?;
-        let ws = self.server(ws);
-        drop(guard); // after the wrap: a drain sees this connection either here or registered
-        Ok(ws)
+        attempt.run(handshake, refused, |opening, config, ws| {
+            opening.open(ws, config)
+        })
     }
 
     /// Connects to `request` (a `ws://` URL or a request with headers), runs the client side of
     /// the opening handshake, both within the handshake deadline, and wraps the connection.
     /// Returns the server's response too (its headers, the negotiated subprotocol).
     ///
+    /// The connection is `Connecting` from this call; a close through
+    /// [`Handshake::handle`] gives the handshake up at once (the socket is dropped).
+    ///
     /// # Errors
     ///
     /// As [`accept`](Self::accept): a server's refusal is `rejected` with its
-    /// [`status`](Error::status).
-    pub async fn connect<R>(
+    /// [`status`](Error::status); a request that is not a valid WebSocket URL or request is
+    /// `failed`.
+    pub fn connect<R>(
         &self,
         request: R,
-    ) -> Result<
-        (
-            WebSocket<WebSocketStream<MaybeTlsStream<TcpStream>>>,
-            Response,
-        ),
-        Error,
-    >
+    ) -> Handshake<(
+        WebSocket<WebSocketStream<MaybeTlsStream<TcpStream>>>,
+        Response,
+    )>
     where
-        R: IntoClientRequest + Unpin,
+        R: IntoClientRequest,
     {
-        let handshake = tokio_tungstenite::connect_async(request);
-        let (ws, response) = self.bounded(Role::Client, None, handshake).await?;
-        Ok((self.client(ws), response))
+        let attempt = Attempt::new(self, Role::Client);
+        let request = request.into_client_request();
+        let handshake = async move { tokio_tungstenite::connect_async(request?).await };
+        attempt.run(
+            handshake,
+            Arc::default(),
+            |opening, config, (ws, response)| (opening.open(ws, config), response),
+        )
     }
 
     /// The client side of the opening handshake on an established `stream`, within the
@@ -233,31 +277,194 @@ impl Config {
     /// # Errors
     ///
     /// As [`connect`](Self::connect).
-    pub async fn client_handshake<R, S>(
+    pub fn client_handshake<R, S>(
         &self,
         request: R,
         stream: S,
-    ) -> Result<(WebSocket<WebSocketStream<S>>, Response), Error>
+    ) -> Handshake<(WebSocket<WebSocketStream<S>>, Response)>
     where
-        R: IntoClientRequest + Unpin,
+        R: IntoClientRequest,
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let handshake = tokio_tungstenite::client_async(request, stream);
-        let (ws, response) = self.bounded(Role::Client, None, handshake).await?;
-        Ok((self.client(ws), response))
+        let attempt = Attempt::new(self, Role::Client);
+        let request = request.into_client_request();
+        let handshake = async move { tokio_tungstenite::client_async(request?, stream).await };
+        attempt.run(
+            handshake,
+            Arc::default(),
+            |opening, config, (ws, response)| (opening.open(ws, config), response),
+        )
+    }
+}
+
+/// An opening handshake under way: a future of the wrapped connection (await it), and the
+/// [`handle`](Self::handle) of that connection while it is still
+/// [`Connecting`](crate::State::Connecting).
+///
+/// Dropped before it completes, the handshake is given up (the socket is dropped) and counted
+/// `rejected`: a connection closed while connecting.
+#[must_use = "a handshake does nothing unless awaited"]
+pub struct Handshake<T> {
+    handle: Handle,
+    run: Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>,
+}
+
+impl<T> Handshake<T> {
+    /// The connection's handle, from the start of the handshake: `Connecting`, then the open
+    /// connection's state (the same handle, the same id), or `Closed` with a report when the
+    /// handshake did not end `accepted`. That report has no Close frame either way and no time
+    /// open: `clean` for a refusal answered with a status or a handshake given up (cause `app`,
+    /// `shutdown` for a drain's, `peer` for a server's refusal seen by a client), `timeout`,
+    /// or the `failed` handshake's `peer_gone`, `protocol_error` or `io_error`.
+    ///
+    /// A close through it while connecting reads `Closing(cause)`, as the WebSocket API's
+    /// `readyState`, and is a rejection: a server answers the upgrade
+    /// `503 Service Unavailable` with the reason as body when the request arrives (within the
+    /// close deadline; a peer that sends nothing by then is dropped, `timeout`), or closes
+    /// the connection with the given code right after the upgrade when it was already
+    /// answered; a client gives the handshake up at once.
+    ///
+    /// ```no_run
+    /// # async fn run(config: wsclose::Config, tcp: tokio::net::TcpStream) {
+    /// let handshake = config.accept(tcp);
+    /// let handle = handshake.handle();
+    /// assert_eq!(handle.state(), wsclose::State::Connecting);
+    /// let ws = handshake.await;
+    /// # }
+    /// ```
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+impl<T> Future for Handshake<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.run.as_mut().poll(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for Handshake<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the bounded handshake came out.
+enum Ended<T> {
+    Done(Result<T, WsError>),
+    /// The handshake deadline (or, after a close request, the close deadline) passed.
+    Timeout,
+    /// A drain's grace period ended first.
+    Cut,
+    /// A close through the handle gave the (client) handshake up.
+    GivenUp,
+}
+
+/// One handshake: its connection while connecting, its registry entry, its start. Its end is
+/// recorded once; dropped before that, it records a handshake given up (`rejected`).
+struct Attempt {
+    config: Config,
+    role: Role,
+    opening: Arc<Opening>,
+    guard: Option<HandshakeGuard>,
+    started: Instant,
+    recorded: bool,
+}
+
+impl Attempt {
+    fn new(config: &Config, role: Role) -> Self {
+        let opening = Opening::new(role);
+        let guard = config
+            .registry
+            .as_ref()
+            .map(|r| r.handshake_started(opening.handle()));
+        Attempt {
+            config: config.clone(),
+            role,
+            opening,
+            guard,
+            started: Instant::now(),
+            recorded: false,
+        }
     }
 
-    /// Runs `handshake` within the deadline (and until a drain cuts it), classifies and records
-    /// its end.
+    /// The [`Handshake`] that runs `handshake` within the deadlines and `wrap`s its result.
+    fn run<T, U>(
+        mut self,
+        handshake: impl Future<Output = Result<T, WsError>> + Send + 'static,
+        refused: Arc<OnceLock<Cause>>,
+        wrap: impl FnOnce(&Opening, &Config, T) -> U + Send + 'static,
+    ) -> Handshake<U>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+    {
+        let handle = self.opening.handle();
+        let run = async move {
+            let (ended, closing) = self.bounded(handshake).await;
+            let cut = matches!(ended, Ended::Cut);
+            let (outcome, error) = match ended {
+                Ended::Done(Ok(t)) => {
+                    self.record(HandshakeOutcome::Accepted, None, None);
+                    let ws = wrap(&self.opening, &self.config, t);
+                    // After the wrap: a drain sees this connection either here or registered.
+                    drop(self.guard.take());
+                    return Ok(ws);
+                }
+                Ended::Done(Err(e)) => (classify(&e), Some(e)),
+                Ended::Timeout | Ended::Cut => (HandshakeOutcome::Timeout, None),
+                Ended::GivenUp => (HandshakeOutcome::Rejected, None),
+            };
+            let status = match &error {
+                Some(WsError::Http(response)) => Some(response.status().as_u16()),
+                _ => None,
+            };
+            // How the connection's handles report it: who ended it, and how.
+            let (close_outcome, cause) = match (outcome, &error) {
+                (HandshakeOutcome::Rejected, _) => {
+                    let by = match self.role {
+                        Role::Server => refused.get().copied().unwrap_or(Cause::App),
+                        Role::Client => Cause::Peer,
+                    };
+                    (Outcome::Clean, closing.unwrap_or(by))
+                }
+                (HandshakeOutcome::Timeout, _) => {
+                    let by = if cut {
+                        Cause::Shutdown
+                    } else {
+                        Cause::Transport
+                    };
+                    (Outcome::Timeout, closing.unwrap_or(by))
+                }
+                (_, Some(e)) => close_outcome(e),
+                (_, None) => (Outcome::InternalError, Cause::Transport),
+            };
+            self.record(outcome, status, error.as_ref());
+            self.opening.end(never_opened(close_outcome, cause));
+            let err = Error::new(Kind::Handshake { outcome, status });
+            Err(match error {
+                Some(e) => err.with_source(e),
+                None => err,
+            })
+        };
+        Handshake {
+            handle,
+            run: Box::pin(run),
+        }
+    }
+
+    /// Runs `handshake` within the deadline, until a drain cuts it or a close through the
+    /// handle ends it. Returns how it came out, and the cause of a close requested meanwhile.
     async fn bounded<T>(
         &self,
-        role: Role,
-        guard: Option<&HandshakeGuard>,
         handshake: impl Future<Output = Result<T, WsError>>,
-    ) -> Result<T, Error> {
-        let started = Instant::now();
+    ) -> (Ended<T>, Option<Cause>) {
         let cut = async {
-            match guard {
+            match &self.guard {
                 Some(guard) => guard.cut().await,
                 None => std::future::pending().await,
             }
@@ -265,40 +472,102 @@ impl Config {
         // Without a timer, there is no deadline (close deadlines say so at WARN once).
         let timer =
             tokio::runtime::Handle::try_current().is_ok_and(|rt| crate::deadline::has_timer(&rt));
-        let deadline = async {
-            if timer {
-                tokio::time::sleep(self.handshake_timeout).await;
-            } else {
-                std::future::pending::<()>().await;
+        let deadline = self.started + self.config.handshake_timeout;
+        let mut sleep = timer.then(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let mut closing = None;
+        let mut handshake = pin!(handshake);
+        let mut cut = pin!(cut);
+        loop {
+            let expired = std::future::poll_fn(|cx| match sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().poll(cx),
+                None => Poll::Pending,
+            });
+            tokio::select! {
+                biased;
+                r = &mut handshake => return (Ended::Done(r), closing),
+                () = expired => return (Ended::Timeout, closing),
+                () = &mut cut => {
+                    if let Some(guard) = &self.guard {
+                        guard.count_cut();
+                    }
+                    return (Ended::Cut, closing);
+                }
+                () = self.opening.close_request(), if closing.is_none() => {
+                    let Some((cause, _)) = self.opening.close_requested() else {
+                        continue;
+                    };
+                    closing = Some(cause);
+                    if self.role == Role::Client {
+                        return (Ended::GivenUp, closing);
+                    }
+                    // A server answers the request with 503 when it arrives: within the close
+                    // deadline, as every close.
+                    let by = Instant::now() + self.config.close_timeout;
+                    if let Some(sleep) = sleep.as_mut().filter(|_| by < deadline) {
+                        sleep.as_mut().reset(by);
+                    }
+                }
             }
-        };
-        let result = tokio::select! {
-            biased;
-            r = handshake => r.map_err(Some),
-            () = deadline => Err(None),
-            () = cut => {
-                guard.inspect(|g| g.count_cut());
-                Err(None)
-            }
-        };
-        let (outcome, error) = match result {
-            Ok(ws) => {
-                record(self, role, HandshakeOutcome::Accepted, None, started, None);
-                return Ok(ws);
-            }
-            Err(None) => (HandshakeOutcome::Timeout, None),
-            Err(Some(e)) => (classify(&e), Some(e)),
-        };
-        let status = match &error {
-            Some(WsError::Http(response)) => Some(response.status().as_u16()),
-            _ => None,
-        };
-        record(self, role, outcome, status, started, error.as_ref());
-        let err = Error::new(Kind::Handshake { outcome, status });
-        Err(match error {
-            Some(e) => err.with_source(e),
-            None => err,
-        })
+        }
+    }
+
+    /// Records the end of the handshake (metrics and the log event; see
+    /// `telemetry::on_handshake`).
+    fn record(&mut self, outcome: HandshakeOutcome, status: Option<u16>, error: Option<&WsError>) {
+        self.recorded = true;
+        // WARN for failures that may point at the server's side; a peer that went away is
+        // expected.
+        let warn = outcome == HandshakeOutcome::Failed && !error.is_some_and(peer_went_away);
+        let error = error.map(|e| e as &(dyn std::error::Error + 'static));
+        telemetry::on_handshake(&telemetry::HandshakeEnd {
+            series: self.config.series(self.role),
+            conn_id: self.opening.id(),
+            outcome,
+            status,
+            duration: self.started.elapsed(),
+            error,
+            warn,
+        });
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.recorded {
+            // The handshake future was dropped: the application gave the connection up while
+            // it was connecting.
+            self.record(HandshakeOutcome::Rejected, None, None);
+            self.opening.end(never_opened(Outcome::Clean, Cause::App));
+        }
+    }
+}
+
+/// The report of a connection whose handshake ended without opening: no Close frame either
+/// way, no time open.
+pub(crate) fn never_opened(outcome: Outcome, cause: Cause) -> CloseReport {
+    CloseReport {
+        outcome,
+        cause,
+        code_sent: None,
+        code_received: None,
+        reason_received: None,
+        close_duration: None,
+        connection_duration: Duration::ZERO,
+        messages_dropped: 0,
+    }
+}
+
+/// How a failed handshake reads as the end of a connection.
+fn close_outcome(e: &WsError) -> (Outcome, Cause) {
+    if peer_went_away(e) {
+        return (Outcome::PeerGone, Cause::Transport);
+    }
+    match e {
+        WsError::Io(_) => (Outcome::IoError, Cause::Transport),
+        WsError::Protocol(_) | WsError::HttpFormat(_) | WsError::Utf8(_) | WsError::Capacity(_) => {
+            (Outcome::ProtocolError, Cause::Peer)
+        }
+        _ => (Outcome::IoError, Cause::Transport),
     }
 }
 
@@ -321,26 +590,4 @@ fn peer_went_away(e: &WsError) -> bool {
         WsError::Protocol(ProtocolError::HandshakeIncomplete) | WsError::ConnectionClosed => true,
         _ => false,
     }
-}
-
-/// Records the end of a handshake (metrics and the log event; see `telemetry::on_handshake`).
-fn record(
-    config: &Config,
-    role: Role,
-    outcome: HandshakeOutcome,
-    status: Option<u16>,
-    started: Instant,
-    error: Option<&WsError>,
-) {
-    // WARN for failures that may point at the server's side; a peer that went away is expected.
-    let warn = outcome == HandshakeOutcome::Failed && !error.is_some_and(peer_went_away);
-    let error = error.map(|e| e as &(dyn std::error::Error + 'static));
-    telemetry::on_handshake(&telemetry::HandshakeEnd {
-        series: config.series(role),
-        outcome,
-        status,
-        duration: started.elapsed(),
-        error,
-        warn,
-    });
 }

@@ -209,6 +209,8 @@ pub(crate) fn on_open(series: Series) {
 /// Everything known about the end of an opening handshake.
 pub(crate) struct HandshakeEnd<'a> {
     pub(crate) series: Series,
+    /// The connection's id (its `conn_id` once open).
+    pub(crate) conn_id: u64,
     pub(crate) outcome: HandshakeOutcome,
     /// The HTTP status answered instead of the upgrade (`rejected`).
     pub(crate) status: Option<u16>,
@@ -242,10 +244,11 @@ pub(crate) fn on_handshake(end: &HandshakeEnd<'_>) {
     let duration_ms = end.duration.as_secs_f64() * 1e3;
     let error = end.error.map(tracing::field::display);
     let labels = (!end.series.labels.display.is_empty()).then_some(end.series.labels.display);
+    let conn_id = end.conn_id;
     if end.warn {
-        tracing::warn!(target: "wsclose", role, outcome, status, duration_ms, error, labels, "websocket handshake failed");
+        tracing::warn!(target: "wsclose", conn_id, role, outcome, status, duration_ms, error, labels, "websocket handshake failed");
     } else {
-        tracing::debug!(target: "wsclose", role, outcome, status, duration_ms, error, labels, "websocket handshake ended");
+        tracing::debug!(target: "wsclose", conn_id, role, outcome, status, duration_ms, error, labels, "websocket handshake ended");
     }
 }
 

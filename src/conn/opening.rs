@@ -1,0 +1,219 @@
+//! A connection in the `Connecting` state: the opening handshake the crate runs.
+//!
+//! Its [`Handle`] exists from the start of the handshake (`Handshake::handle`, a registry's
+//! `handles`). While connecting it reads `Connecting` and a close is a request to the
+//! handshake (refuse the upgrade, or give it up); once the upgrade is accepted the same handle
+//! is the open connection's (same id), and a close requested meanwhile is applied at once; a
+//! handshake that ends otherwise leaves the handle `Closed` with a report of that end.
+
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::{Cause, CloseReport, Config, Role, State, Transport, WebSocket};
+
+use super::handle::Control;
+use super::{Handle, OutFrame, next_id};
+
+/// The opening phase of one connection, shared by its handles and the handshake.
+pub(crate) struct Opening {
+    id: u64,
+    role: Role,
+    phase: Mutex<Phase>,
+    /// Woken on every change of `phase` (a close requested, open, ended).
+    changed: Notify,
+}
+
+enum Phase {
+    Connecting {
+        /// A close asked for while connecting: who asked, and the Close frame it wants.
+        close: Option<(Cause, OutFrame)>,
+    },
+    /// Accepted: the open connection's handle.
+    Open(Handle),
+    /// The handshake ended without opening.
+    Ended(CloseReport),
+}
+
+/// Where a connecting handle's waiters go once the phase is over.
+enum Settled {
+    Open(Handle),
+    Ended(CloseReport),
+}
+
+impl Opening {
+    pub(crate) fn new(role: Role) -> Arc<Self> {
+        Arc::new(Opening {
+            id: next_id(),
+            role,
+            phase: Mutex::new(Phase::Connecting { close: None }),
+            changed: Notify::new(),
+        })
+    }
+
+    /// The connection's id (its handle's, and the wrapped connection's once open).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A handle to this connection, valid through every state.
+    pub(crate) fn handle(self: &Arc<Self>) -> Handle {
+        Handle::from_control(self.clone())
+    }
+
+    fn phase(&self) -> MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The close requested while connecting, if any.
+    pub(crate) fn close_requested(&self) -> Option<(Cause, OutFrame)> {
+        match &*self.phase() {
+            Phase::Connecting { close } => close.clone(),
+            _ => None,
+        }
+    }
+
+    /// Resolves once a close has been requested (or the phase is over).
+    pub(crate) async fn close_request(&self) {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            if !matches!(&*self.phase(), Phase::Connecting { close: None }) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// The upgrade was accepted: wraps `ws` as this connection (same id), applies a close
+    /// requested meanwhile, and turns every handle into the open connection's.
+    pub(crate) fn open<T: Transport>(&self, ws: T, config: &Config) -> WebSocket<T> {
+        let ws = WebSocket::with_config_id(ws, self.role, config.clone(), self.id);
+        let handle = ws.handle();
+        let mut phase = self.phase();
+        if let Phase::Connecting {
+            close: Some((cause, frame)),
+        } = &*phase
+        {
+            handle.ctl.clone().begin_quietly(*cause, frame.clone());
+        }
+        *phase = Phase::Open(handle);
+        drop(phase);
+        self.changed.notify_waiters();
+        ws
+    }
+
+    /// The handshake ended without opening; `report` is what every handle reports.
+    pub(crate) fn end(&self, report: CloseReport) {
+        let mut phase = self.phase();
+        if matches!(&*phase, Phase::Connecting { .. }) {
+            *phase = Phase::Ended(report);
+        }
+        drop(phase);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until the phase is over.
+    async fn settled(&self) -> Settled {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            match &*self.phase() {
+                Phase::Connecting { .. } => {}
+                Phase::Open(h) => return Settled::Open(h.clone()),
+                Phase::Ended(r) => return Settled::Ended(r.clone()),
+            }
+            changed.await;
+        }
+    }
+
+    fn request(&self, cause: Cause, frame: OutFrame, quietly: bool) -> bool {
+        let mut phase = self.phase();
+        let begun = match &mut *phase {
+            Phase::Connecting {
+                close: close @ None,
+            } => {
+                *close = Some((cause, frame));
+                true
+            }
+            Phase::Connecting { close: Some(_) } | Phase::Ended(_) => false,
+            Phase::Open(h) => {
+                let ctl = h.ctl.clone();
+                drop(phase);
+                return if quietly {
+                    ctl.begin_quietly(cause, frame)
+                } else {
+                    ctl.request_close(cause, frame)
+                };
+            }
+        };
+        drop(phase);
+        if begun {
+            self.changed.notify_waiters();
+        }
+        begun
+    }
+
+    fn open_handle(&self) -> Option<Handle> {
+        match &*self.phase() {
+            Phase::Open(h) => Some(h.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Control for Opening {
+    fn request_close(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        self.request(cause, frame, false)
+    }
+    fn begin_quietly(self: Arc<Self>, cause: Cause, frame: OutFrame) -> bool {
+        self.request(cause, frame, true)
+    }
+    fn terminate(&self) {
+        // A handshake in flight ends by its own deadline, a close's, or a drain's cut.
+        if let Some(h) = self.open_handle() {
+            h.ctl.terminate();
+        }
+    }
+    fn state(&self) -> State {
+        match &*self.phase() {
+            // As the WebSocket API's `readyState`: a close while connecting is `Closing`.
+            Phase::Connecting {
+                close: Some((cause, _)),
+            } => State::Closing(*cause),
+            Phase::Connecting { close: None } => State::Connecting,
+            Phase::Open(h) => h.state(),
+            Phase::Ended(_) => State::Closed,
+        }
+    }
+    fn report(&self) -> Option<CloseReport> {
+        match &*self.phase() {
+            Phase::Connecting { .. } => None,
+            Phase::Open(h) => h.report(),
+            Phase::Ended(r) => Some(r.clone()),
+        }
+    }
+    fn closed(&self) -> Pin<Box<dyn Future<Output = CloseReport> + Send + '_>> {
+        Box::pin(async move {
+            match self.settled().await {
+                Settled::Open(h) => h.closed().await,
+                Settled::Ended(r) => r,
+            }
+        })
+    }
+    fn close_driven(self: Arc<Self>) -> Pin<Box<dyn Future<Output = CloseReport> + Send>> {
+        Box::pin(async move {
+            match self.settled().await {
+                Settled::Open(h) => h.ctl.clone().close_driven().await,
+                Settled::Ended(r) => r,
+            }
+        })
+    }
+    fn role(&self) -> Role {
+        self.role
+    }
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
