@@ -11,6 +11,7 @@
 //! sent half a request and stalled). Its file descriptor is released at once in every case but
 //! `accepted`.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, OnceLock};
@@ -233,7 +234,16 @@ impl Config {
             guard: attempt.guard.clone(),
             refused: refused.clone(),
         };
-        let handshake = tokio_tungstenite::accept_hdr_async(stream, callback);
+        let first_byte = attempt.first_byte.clone();
+        let handshake = async move {
+            // The duration is timed from the request's first byte when the stream is a plain
+            // TCP stream (peeked, not consumed); from the call otherwise.
+            if let Some(tcp) = (&stream as &dyn Any).downcast_ref::<TcpStream>() {
+                let _ = tcp.peek(&mut [0; 1]).await;
+                let _ = first_byte.set(Instant::now());
+            }
+            tokio_tungstenite::accept_hdr_async(stream, callback).await
+        };
         attempt.run(handshake, refused, |opening, config, ws| {
             opening.open(ws, config)
         })
@@ -372,6 +382,9 @@ struct Attempt {
     opening: Arc<Opening>,
     guard: Option<HandshakeGuard>,
     started: Instant,
+    /// When the upgrade request's first byte arrived, when that is known (a server on a plain
+    /// TCP stream): the duration is timed from it.
+    first_byte: Arc<OnceLock<Instant>>,
     recorded: bool,
 }
 
@@ -388,6 +401,7 @@ impl Attempt {
             opening,
             guard,
             started: Instant::now(),
+            first_byte: Arc::default(),
             recorded: false,
         }
     }
@@ -524,7 +538,7 @@ impl Attempt {
             conn_id: self.opening.id(),
             outcome,
             status,
-            duration: self.started.elapsed(),
+            duration: self.first_byte.get().unwrap_or(&self.started).elapsed(),
             error,
             warn,
         });
