@@ -56,6 +56,11 @@ async fn a_connecting_handle_becomes_the_open_connections_handle() {
     assert_eq!(listed[0].id(), handle.id());
     assert_eq!(listed[0].state(), State::Connecting);
     assert!(format!("{handle:?}").contains("Connecting"), "{handle:?}");
+    let debug = format!("{handshake:?}");
+    assert!(
+        debug.starts_with("Handshake") && debug.contains(&format!("id: {}", handle.id())),
+        "{debug}"
+    );
 
     let server = tokio::spawn(handshake);
     let (mut client, _) = bounded(tokio_tungstenite::client_async(
@@ -272,10 +277,13 @@ async fn every_end_of_the_handshake_ends_the_handle() {
         .with_handshake_timeout(Duration::from_millis(200))
         .unwrap();
 
+    let mut handles = Vec::new();
+
     // Given up: the future is dropped before the handshake ends.
     let (_peer, tcp) = tcp_pair(&listener, addr).await;
     let handshake = config.accept(tcp);
     let handle = handshake.handle();
+    handles.push(handle.id());
     drop(handshake);
     assert_eq!(handle.state(), State::Closed);
     let report = handle.report().unwrap();
@@ -286,6 +294,7 @@ async fn every_end_of_the_handshake_ends_the_handle() {
     slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     let handshake = config.accept(tcp);
     let handle = handshake.handle();
+    handles.push(handle.id());
     let waiter = tokio::spawn({
         let handle = handle.clone();
         async move { handle.closed().await }
@@ -304,6 +313,7 @@ async fn every_end_of_the_handshake_ends_the_handle() {
         .unwrap();
     let handshake = config.accept(tcp);
     let handle = handshake.handle();
+    handles.push(handle.id());
     assert_eq!(
         bounded(handshake).await.unwrap_err().handshake(),
         Some(HandshakeOutcome::Failed)
@@ -322,6 +332,13 @@ async fn every_end_of_the_handshake_ends_the_handle() {
         .map(|r| r.field("outcome").unwrap().to_owned())
         .collect();
     assert_eq!(outcomes, ["rejected", "timeout", "failed"], "{outcomes:?}");
+    // Each event names its connection.
+    let ids: Vec<_> = ends
+        .iter()
+        .chain(&failed)
+        .map(|r| r.field("conn_id").unwrap().parse::<u64>().unwrap())
+        .collect();
+    assert_eq!(ids, handles, "{:?}", logs.records());
 }
 
 /// The metric invariants hold through closes while connecting: each handshake is counted

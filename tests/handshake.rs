@@ -141,23 +141,35 @@ async fn a_malformed_upgrade_fails_and_is_logged_at_warn() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_peer_gone_mid_handshake_fails_quietly() {
-    let (logs, _g) = logs::capture();
-    let (listener, addr) = listener().await;
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        Config::new().accept(tcp).await
-    });
-    let mut peer = TcpStream::connect(addr).await.unwrap();
-    peer.write_all(HALF_REQUEST).await.unwrap();
-    drop(peer);
-    let err = bounded(server).await.unwrap().unwrap_err();
-    assert_eq!(err.handshake(), Some(HandshakeOutcome::Failed), "{err}");
-    assert!(
-        logs.at_level(Level::WARN).is_empty(),
-        "{:?}",
-        logs.records()
-    );
-    assert_eq!(logs.with_message("websocket handshake ended").len(), 1);
+    // EOF, then a reset (RST): both are a peer that went away.
+    for reset in [false, true] {
+        let (logs, _g) = logs::capture();
+        let (listener, addr) = listener().await;
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let handshake = Config::new().accept(tcp);
+            let handle = handshake.handle();
+            (handshake.await.map(drop), handle)
+        });
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        peer.write_all(HALF_REQUEST).await.unwrap();
+        if reset {
+            socket2::SockRef::from(&peer)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        drop(peer);
+        let (result, handle) = bounded(server).await.unwrap();
+        let err = result.unwrap_err();
+        assert_eq!(err.handshake(), Some(HandshakeOutcome::Failed), "{err}");
+        assert!(
+            logs.at_level(Level::WARN).is_empty(),
+            "reset {reset}: {:?}",
+            logs.records()
+        );
+        assert_eq!(logs.with_message("websocket handshake ended").len(), 1);
+        assert_eq!(handle.report().unwrap().outcome, Outcome::PeerGone, "{err}");
+    }
 }
 
 /// The application refuses an upgrade through its callback; both sides see the status.
@@ -204,6 +216,11 @@ async fn connect_and_accept_open_wrapped_connections_and_a_bad_config_is_refused
     assert_eq!(report.outcome, Outcome::Clean);
     assert_eq!(bounded(server).await.unwrap().outcome, Outcome::Clean);
 
+    assert_eq!(Config::new().handshake_timeout(), Duration::from_secs(10));
+    let config = Config::new()
+        .with_handshake_timeout(Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(config.handshake_timeout(), Duration::from_secs(3));
     for bad in [Duration::ZERO, Duration::from_secs(601)] {
         let err = Config::new().with_handshake_timeout(bad).unwrap_err();
         assert!(err.is_config(), "{err}");

@@ -201,3 +201,36 @@ async fn a_completed_read_leaves_no_waker_for_the_close_to_wake() {
         "the close woke the reader that had already read"
     );
 }
+
+/// A connecting handle takes a drain's quiet close (once), applies it at the upgrade, and
+/// forwards a terminate to the open connection: the close ends at once, not at its deadline.
+#[tokio::test]
+async fn a_connecting_handle_forwards_quiet_closes_and_terminates() {
+    use std::time::Duration;
+
+    use crate::{Config, Role, State};
+
+    let opening = super::Opening::new(Role::Server);
+    let handle = opening.handle();
+    handle.terminate(); // nothing to terminate while connecting
+    assert_eq!(handle.state(), State::Connecting);
+    assert!(handle.begin_close_quietly(Cause::Shutdown, 1001, "bye"));
+    assert!(!handle.begin_close_quietly(Cause::Shutdown, 1001, "again"));
+    assert_eq!(handle.state(), State::Closing(Cause::Shutdown));
+
+    let (server, _client) = duplex_pair().await; // the client never answers
+    let config = Config::new()
+        .with_close_timeout(Duration::from_secs(600))
+        .unwrap();
+    let ws = opening.open(server, &config);
+    assert_eq!(ws.handle().id(), handle.id());
+    assert_eq!(handle.state(), State::Closing(Cause::Shutdown));
+    handle.terminate();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle.closed())
+        .await
+        .expect("terminated, not left to its 600 s deadline");
+    assert_eq!(
+        (report.outcome, report.cause),
+        (Outcome::Timeout, Cause::Shutdown)
+    );
+}

@@ -577,7 +577,6 @@ fn close_outcome(e: &WsError) -> (Outcome, Cause) {
         return (Outcome::PeerGone, Cause::Transport);
     }
     match e {
-        WsError::Io(_) => (Outcome::IoError, Cause::Transport),
         WsError::Protocol(_) | WsError::HttpFormat(_) | WsError::Utf8(_) | WsError::Capacity(_) => {
             (Outcome::ProtocolError, Cause::Peer)
         }
