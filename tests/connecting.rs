@@ -409,3 +409,37 @@ async fn closes_while_connecting_keep_the_metric_invariants() {
         m.assert_balanced(role);
     }
 }
+
+/// A connection refused by a drain reports `shutdown` as its cause, even with a close through
+/// its handle requested too: the drain answered first.
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_refused_by_a_drain_reports_the_shutdown() {
+    let (listener, addr) = listener().await;
+    let registry = Registry::new();
+    let config = Config::new().with_registry(registry.clone());
+    let (tcp, server_tcp) = tcp_pair(&listener, addr).await;
+    let handshake = config.accept(server_tcp);
+    let handle = handshake.handle();
+    let server = tokio::spawn(handshake);
+    let shutdown = tokio::spawn({
+        let registry = registry.clone();
+        async move { registry.shutdown(1001, Duration::from_secs(30)).await }
+    });
+    until(|| registry.is_draining()).await;
+    handle.start_close(1000, "").unwrap();
+    let refused = bounded(tokio_tungstenite::client_async(
+        format!("ws://{addr}/"),
+        tcp,
+    ))
+    .await;
+    assert!(matches!(refused, Err(WsError::Http(r)) if r.status() == 503));
+    let err = bounded(server).await.unwrap().unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    let report = handle.report().unwrap();
+    assert_eq!(
+        (report.outcome, report.cause),
+        (Outcome::Clean, Cause::Shutdown)
+    );
+    let shutdown = bounded(shutdown).await.unwrap().unwrap();
+    assert_eq!(shutdown.handshakes_refused, 1, "{shutdown}");
+}

@@ -439,12 +439,18 @@ impl Attempt {
             };
             // How the connection's handles report it: who ended it, and how.
             let (close_outcome, cause) = match (outcome, &error) {
+                // A server knows who refused (a drain, a close through the handle, the
+                // callback); a client refused by its server, or given up by a close.
                 (HandshakeOutcome::Rejected, _) => {
                     let by = match self.role {
-                        Role::Server => refused.get().copied().unwrap_or(Cause::App),
+                        Role::Server => refused.get().copied().or(closing),
+                        Role::Client => closing,
+                    };
+                    let fallback = match self.role {
+                        Role::Server => Cause::App,
                         Role::Client => Cause::Peer,
                     };
-                    (Outcome::Clean, closing.unwrap_or(by))
+                    (Outcome::Clean, by.unwrap_or(fallback))
                 }
                 (HandshakeOutcome::Timeout, _) => {
                     let by = if cut {
