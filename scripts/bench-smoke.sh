@@ -4,7 +4,7 @@
 # section), then checks that every expected `compare` line is printed exactly once and is
 # well-formed. It checks the harness, not the speed: smoke numbers are meaningless. It builds
 # with the `otel` feature, so the OpenTelemetry rows are checked too, and expects the
-# multi-thread (`_mt`) repeats of the echo, send and close-latency rows.
+# multi-thread (`_mt`) repeats of the echo, send, close-latency and handshake rows.
 #
 #   ./scripts/bench-smoke.sh
 #
@@ -51,6 +51,7 @@ names=(
   send_64KiB_server_to_client_mt send_64KiB_client_to_server_mt
   close_latency_server_init_p50_mt close_latency_server_init_p99_mt
   close_latency_client_init_p50_mt close_latency_client_init_p99_mt
+  handshake_p50 handshake_p99 handshake_p50_mt handshake_p99_mt
   close_storm memory_idle_conn
   instr_prometheus_per_close instr_prometheus_per_message
   instr_otel_per_close instr_otel_per_message

@@ -28,13 +28,14 @@
 //!
 //! The harness (plan, clocks, interleaving, statistics, rows) is in `harness.rs`, the loopback
 //! connections in `net.rs`, the child processes in `child.rs`, and each benchmark in a module
-//! of its own: `echo.rs`, `throughput.rs`, `close.rs`, `storm.rs`, `memory.rs`,
+//! of its own: `echo.rs`, `throughput.rs`, `close.rs`, `handshake.rs`, `storm.rs`, `memory.rs`,
 //! `instrumentation.rs` (Prometheus and OpenTelemetry). This file runs them in
 //! order and prints the table.
 
 mod child;
 mod close;
 mod echo;
+mod handshake;
 mod harness;
 mod instrumentation;
 mod memory;
@@ -81,13 +82,15 @@ fn main() {
     };
     type Section<'a> = &'a dyn Fn(&mut Vec<Row>);
     // The multi-thread rows (`_mt`) each get a fresh 2-worker runtime, dropped after its section.
-    let sections: [Section<'_>; 9] = [
+    let sections: [Section<'_>; 11] = [
         &|rows| echo::bench_echo(&rt, Flavor::Current, &plan, rows),
         &|rows| throughput::bench_send(&rt, Flavor::Current, &plan, rows),
         &|rows| close::bench_close_latency(&rt, Flavor::Current, &plan, rows),
         &|rows| echo::bench_echo(&multi_thread(), Flavor::Multi, &plan, rows),
         &|rows| throughput::bench_send(&multi_thread(), Flavor::Multi, &plan, rows),
         &|rows| close::bench_close_latency(&multi_thread(), Flavor::Multi, &plan, rows),
+        &|rows| handshake::bench_handshake(&rt, Flavor::Current, &plan, rows),
+        &|rows| handshake::bench_handshake(&multi_thread(), Flavor::Multi, &plan, rows),
         &|rows| storm::bench_storm(&plan, rows),
         &|rows| memory::bench_memory(&plan, rows),
         &|rows| instrumentation::bench_instrumentation(&plan, rows),
