@@ -120,6 +120,8 @@ step "cargo clippy (default features: the metrics facade and tracing only)" \
   cargo clippy -p wsclose --lib --tests -- -D warnings
 step "cargo check (each optional feature alone)" check_each_feature
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+# Without features too: links to the optional modules must still resolve (to docs.rs).
+step "cargo doc (default features)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p wsclose
 step "real peers: python websockets, node ws" scripts/peers-setup.sh
 step "tests (all features, library and examples)" \
   cargo nextest run --workspace --all-features --no-fail-fast

@@ -95,6 +95,17 @@
 //! The repository's `docs/` pages are in [`guide`]: the metrics and how to read them, the
 //! alert runbook, fleet operations, OpenTelemetry, the design, performance against raw
 //! tokio-tungstenite, security notes and testing.
+//!
+// Built without a feature, its items are not in the crate: link to docs.rs, which builds them all.
+#![cfg_attr(
+    not(feature = "prometheus"),
+    doc = "[`prometheus::install`]: https://docs.rs/wsclose/latest/wsclose/prometheus/fn.install.html",
+    doc = "[`prometheus::install_recorder`]: https://docs.rs/wsclose/latest/wsclose/prometheus/fn.install_recorder.html"
+)]
+#![cfg_attr(
+    not(feature = "otel"),
+    doc = "[`otel::install`]: https://docs.rs/wsclose/latest/wsclose/otel/fn.install.html"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod classify;

@@ -9,7 +9,7 @@
 //!
 //! | you want | do |
 //! |---|---|
-//! | Prometheus only (the `metrics` facade) | install a `metrics` recorder, e.g. [`prometheus::install`](crate::prometheus::install) |
+//! | Prometheus only (the `metrics` facade) | install a `metrics` recorder, e.g. [`prometheus::install`] |
 //! | OpenTelemetry only | call [`install`] with your `MeterProvider`, and install no `metrics` recorder |
 //! | both | do both |
 //!
@@ -74,6 +74,15 @@
 //! # Ok(()) }
 //! # run(&opentelemetry::metrics::NoopMeterProvider::new()).unwrap();
 //! ```
+//!
+#![cfg_attr(
+    feature = "prometheus",
+    doc = "[`prometheus::install`]: crate::prometheus::install"
+)]
+#![cfg_attr(
+    not(feature = "prometheus"),
+    doc = "[`prometheus::install`]: https://docs.rs/wsclose/latest/wsclose/prometheus/fn.install.html"
+)]
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::metrics::{Meter, MeterProvider};

@@ -25,7 +25,7 @@ pub(crate) const KEEPALIVE_PAYLOAD: &[u8] = b"wsclose";
 ///
 /// Implemented for tokio-tungstenite's [`WebSocketStream`], axum's `WebSocket` (feature
 /// `axum`), tokio-websockets' `WebSocketStream` (feature `tokio-websockets`) and
-/// [`fastwebsockets::Socket`](crate::fastwebsockets::Socket) (feature `fastwebsockets`). Another
+/// [`fastwebsockets::Socket`] (feature `fastwebsockets`). Another
 /// library is supported by one impl of this trait; `docs/design.md` ("Supported libraries and
 /// adding one") walks through one.
 ///
@@ -48,6 +48,14 @@ pub(crate) const KEEPALIVE_PAYLOAD: &[u8] = b"wsclose";
 ///
 /// [`verdict`]: Transport::verdict
 /// [`close_message`]: Transport::close_message
+#[cfg_attr(
+    feature = "fastwebsockets",
+    doc = "[`fastwebsockets::Socket`]: crate::fastwebsockets::Socket"
+)]
+#[cfg_attr(
+    not(feature = "fastwebsockets"),
+    doc = "[`fastwebsockets::Socket`]: https://docs.rs/wsclose/latest/wsclose/fastwebsockets/struct.Socket.html"
+)]
 pub trait Transport:
     Stream<Item = Result<Self::Message, Self::WsError>>
     + Sink<Self::Message, Error = Self::WsError>

@@ -142,9 +142,18 @@ static DESCRIBE_ONCE: Once = Once::new();
 /// creates at 0 the series of every role and static label set already in use (see
 /// [`Config::init_metrics`](crate::Config::init_metrics)).
 ///
-/// [`prometheus::install`](crate::prometheus::install) calls this for you; call it yourself
-/// after installing any other recorder. It is also called once, on the first wrapped
-/// connection, for recorders installed before that.
+/// [`prometheus::install`] calls this for you; call it yourself after installing any other
+/// recorder. It is also called once, on the first wrapped connection, for recorders installed
+/// before that.
+///
+#[cfg_attr(
+    feature = "prometheus",
+    doc = "[`prometheus::install`]: crate::prometheus::install"
+)]
+#[cfg_attr(
+    not(feature = "prometheus"),
+    doc = "[`prometheus::install`]: https://docs.rs/wsclose/latest/wsclose/prometheus/fn.install.html"
+)]
 pub fn describe_metrics() {
     table::describe();
     for set in LabelSet::all() {
