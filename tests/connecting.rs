@@ -15,9 +15,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use wsclose::{Cause, Config, HandshakeOutcome, Outcome, Registry, State, WireCode};
+use wsclose::{Cause, Config, Handle, HandshakeOutcome, Outcome, Registry, State, WireCode};
+
+/// A server connection wrapped after the crate's handshake.
+type Ws = wsclose::WebSocket<WebSocketStream<TcpStream>>;
 
 use support::logs;
 use support::pairs::{bounded, until};
@@ -26,6 +31,19 @@ async fn listener() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     (l, addr)
+}
+
+/// The server's handshake on a fresh TCP connection to `listener`, spawned: the peer's end,
+/// the connection's handle (still connecting), and the task that ends with the handshake.
+async fn accepting(
+    config: &Config,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> (TcpStream, Handle, JoinHandle<Result<Ws, wsclose::Error>>) {
+    let (peer, server_tcp) = tcp_pair(listener, addr).await;
+    let handshake = config.accept(server_tcp);
+    let handle = handshake.handle();
+    (peer, handle, tokio::spawn(handshake))
 }
 
 /// A TCP connection to `listener`: the peer's end and the server's.
@@ -108,10 +126,7 @@ async fn a_close_while_connecting_refuses_the_upgrade_with_503() {
     let (listener, addr) = listener().await;
     let registry = Registry::new();
     let config = Config::new().with_registry(registry.clone());
-    let (tcp, server_tcp) = tcp_pair(&listener, addr).await;
-    let handshake = config.accept(server_tcp);
-    let handle = handshake.handle();
-    let server = tokio::spawn(handshake);
+    let (tcp, handle, server) = accepting(&config, &listener, addr).await;
 
     // The request has not arrived: the close waits for it (within the close deadline).
     let closing = tokio::spawn({
@@ -214,10 +229,7 @@ async fn a_close_while_connecting_is_bounded_by_the_close_deadline() {
         .unwrap()
         .with_handshake_timeout(Duration::from_secs(600))
         .unwrap();
-    let (_silent, server_tcp) = tcp_pair(&listener, addr).await;
-    let handshake = config.accept(server_tcp);
-    let handle = handshake.handle();
-    let server = tokio::spawn(handshake);
+    let (_silent, handle, server) = accepting(&config, &listener, addr).await;
     let report = bounded(handle.close(1001, "")).await.unwrap();
     assert_eq!(report.outcome, Outcome::Timeout);
     assert_eq!(report.cause, Cause::App);
@@ -352,10 +364,7 @@ async fn closes_while_connecting_keep_the_metric_invariants() {
         .unwrap();
 
     // Server: refused with 503 after a close through the handle.
-    let (tcp, server_tcp) = tcp_pair(&listener, addr).await;
-    let handshake = config.accept(server_tcp);
-    let handle = handshake.handle();
-    let server = tokio::spawn(handshake);
+    let (tcp, handle, server) = accepting(&config, &listener, addr).await;
     handle.start_close(1001, "").unwrap();
     let refused = bounded(tokio_tungstenite::client_async(
         format!("ws://{addr}/"),
@@ -417,10 +426,7 @@ async fn a_connection_refused_by_a_drain_reports_the_shutdown() {
     let (listener, addr) = listener().await;
     let registry = Registry::new();
     let config = Config::new().with_registry(registry.clone());
-    let (tcp, server_tcp) = tcp_pair(&listener, addr).await;
-    let handshake = config.accept(server_tcp);
-    let handle = handshake.handle();
-    let server = tokio::spawn(handshake);
+    let (tcp, handle, server) = accepting(&config, &listener, addr).await;
     let shutdown = tokio::spawn({
         let registry = registry.clone();
         async move { registry.shutdown(1001, Duration::from_secs(30)).await }

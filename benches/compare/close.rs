@@ -12,7 +12,7 @@ use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::Message;
 use wsclose::WebSocket;
 
-use crate::harness::{Flavor, Plan, Row, interleave, percentile};
+use crate::harness::{Flavor, Plan, Row, interleave, latency_rows};
 use crate::net::{close_frame, listener, pair_on, read_to_end};
 
 /// One message each way before a close is timed. A connection's first read faults in its
@@ -90,25 +90,6 @@ pub(crate) fn bench_close_latency(rt: &Runtime, flavor: Flavor, plan: &Plan, row
             )
             .await
         });
-        for p in [50.0, 99.0] {
-            let (r, w) = (percentile(&raw, p), percentile(&ws, p));
-            rows.push(Row {
-                name: format!("{name}_p{p:.0}{}", flavor.suffix()),
-                raw: r,
-                wsclose: w,
-                unit: "us",
-                cost_ratio: w / r,
-                extra: Vec::new(),
-                note: format!(
-                    "{} raw and {} wsclose samples, interleaved; {}",
-                    raw.len(),
-                    ws.len(),
-                    match flavor {
-                        Flavor::Current => "current-thread runtime",
-                        Flavor::Multi => "2-worker multi-thread runtime",
-                    }
-                ),
-            });
-        }
+        rows.extend(latency_rows(&name, flavor, &raw, &ws, ""));
     }
 }

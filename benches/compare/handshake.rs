@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use wsclose::{Config, Registry};
 
-use crate::harness::{Flavor, Plan, Row, interleave, percentile};
+use crate::harness::{Flavor, Plan, Row, interleave, latency_rows};
 use crate::net::{close_frame, listener, read_to_end};
 
 /// A connected TCP pair: (server side, client side).
@@ -78,24 +78,5 @@ pub(crate) fn bench_handshake(rt: &Runtime, flavor: Flavor, plan: &Plan, rows: &
         )
         .await
     });
-    for p in [50.0, 99.0] {
-        let (r, w) = (percentile(&raw, p), percentile(&ws, p));
-        rows.push(Row {
-            name: format!("{name}_p{p:.0}{}", flavor.suffix()),
-            raw: r,
-            wsclose: w,
-            unit: "us",
-            cost_ratio: w / r,
-            extra: Vec::new(),
-            note: format!(
-                "{} raw and {} wsclose samples, interleaved; both ends; {}",
-                raw.len(),
-                ws.len(),
-                match flavor {
-                    Flavor::Current => "current-thread runtime",
-                    Flavor::Multi => "2-worker multi-thread runtime",
-                }
-            ),
-        });
-    }
+    rows.extend(latency_rows(name, flavor, &raw, &ws, "both ends; "));
 }

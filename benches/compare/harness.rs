@@ -317,6 +317,40 @@ pub(crate) enum Flavor {
     Multi,
 }
 
+/// The p50 and p99 rows (`<name>_p50`, `<name>_p99`, with the flavor's suffix) of two sets of
+/// latency samples in µs; `what` goes into the note.
+pub(crate) fn latency_rows(
+    name: &str,
+    flavor: Flavor,
+    raw: &[f64],
+    ws: &[f64],
+    what: &str,
+) -> Vec<Row> {
+    let runtime = match flavor {
+        Flavor::Current => "current-thread runtime",
+        Flavor::Multi => "2-worker multi-thread runtime",
+    };
+    [50.0, 99.0]
+        .into_iter()
+        .map(|p| {
+            let (r, w) = (percentile(raw, p), percentile(ws, p));
+            Row {
+                name: format!("{name}_p{p:.0}{}", flavor.suffix()),
+                raw: r,
+                wsclose: w,
+                unit: "us",
+                cost_ratio: w / r,
+                extra: Vec::new(),
+                note: format!(
+                    "{} raw and {} wsclose samples, interleaved; {what}{runtime}",
+                    raw.len(),
+                    ws.len()
+                ),
+            }
+        })
+        .collect()
+}
+
 impl Flavor {
     /// The row name's suffix.
     pub(crate) fn suffix(self) -> &'static str {
