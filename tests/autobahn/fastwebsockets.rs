@@ -9,13 +9,15 @@
 //!     --listen 127.0.0.1:9005 [--raw]
 //! ```
 
+#[path = "listen.rs"]
+mod listen;
+
 use std::io;
-use std::net::SocketAddr;
 
 use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use wsclose::fastwebsockets::{Message, Socket};
 
@@ -73,25 +75,5 @@ async fn serve(mut tcp: TcpStream, raw: bool) -> Result<(), Box<dyn std::error::
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut listen: SocketAddr = "127.0.0.1:9005".parse()?;
-    let mut raw = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--listen" => listen = it.next().ok_or("--listen ADDR")?.parse()?,
-            "--raw" => raw = true,
-            _ => {
-                eprintln!("usage: autobahn_fastwebsockets [--listen ADDR] [--raw]");
-                std::process::exit(2);
-            }
-        }
-    }
-    let listener = TcpListener::bind(listen).await?;
-    eprintln!("autobahn_fastwebsockets: listening on {listen} (raw: {raw})");
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = serve(tcp, raw).await;
-        });
-    }
+    listen::serve_forever("autobahn_fastwebsockets", "127.0.0.1:9005", true, serve).await
 }

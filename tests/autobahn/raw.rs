@@ -6,10 +6,11 @@
 //! cargo run --release --example autobahn_raw -- --listen 127.0.0.1:9003
 //! ```
 
-use std::net::SocketAddr;
+#[path = "listen.rs"]
+mod listen;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 async fn serve(tcp: TcpStream) -> Result<(), WsError> {
@@ -25,23 +26,5 @@ async fn serve(tcp: TcpStream) -> Result<(), WsError> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut listen: SocketAddr = "127.0.0.1:9003".parse()?;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match (flag.as_str(), it.next()) {
-            ("--listen", Some(addr)) => listen = addr.parse()?,
-            _ => {
-                eprintln!("usage: autobahn_raw [--listen ADDR]");
-                std::process::exit(2);
-            }
-        }
-    }
-    let listener = TcpListener::bind(listen).await?;
-    eprintln!("autobahn_raw: listening on {listen}");
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = serve(tcp).await;
-        });
-    }
+    listen::serve_forever("autobahn_raw", "127.0.0.1:9003", false, |tcp, _| serve(tcp)).await
 }

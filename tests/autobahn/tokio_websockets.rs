@@ -7,10 +7,11 @@
 //!     --listen 127.0.0.1:9004 [--raw]
 //! ```
 
-use std::net::SocketAddr;
+#[path = "listen.rs"]
+mod listen;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_websockets::{Error, ServerBuilder};
 
 async fn serve(tcp: TcpStream, raw: bool) -> Result<(), Error> {
@@ -38,25 +39,5 @@ async fn serve(tcp: TcpStream, raw: bool) -> Result<(), Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut listen: SocketAddr = "127.0.0.1:9004".parse()?;
-    let mut raw = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--listen" => listen = it.next().ok_or("--listen ADDR")?.parse()?,
-            "--raw" => raw = true,
-            _ => {
-                eprintln!("usage: autobahn_tokio_websockets [--listen ADDR] [--raw]");
-                std::process::exit(2);
-            }
-        }
-    }
-    let listener = TcpListener::bind(listen).await?;
-    eprintln!("autobahn_tokio_websockets: listening on {listen} (raw: {raw})");
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = serve(tcp, raw).await;
-        });
-    }
+    listen::serve_forever("autobahn_tokio_websockets", "127.0.0.1:9004", true, serve).await
 }
