@@ -181,12 +181,11 @@ impl Stats {
         }
     }
 
-    fn table(&mut self, active: usize) -> String {
+    /// The table, with the server's connections open (`active`) and still `connecting`.
+    fn table(&mut self, active: usize, connecting: usize) -> String {
+        let active = format!("active connections {active}, connecting {connecting}");
         if self.ends.is_empty() {
-            return format!(
-                "\n  no closes yet | active connections {active}\n{}",
-                self.handshake_lines()
-            );
+            return format!("\n  no closes yet | {active}\n{}", self.handshake_lines());
         }
         let mut out = String::from("\n  cause      outcome          ends\n");
         for ((cause, outcome), n) in &self.ends {
@@ -196,10 +195,10 @@ impl Stats {
         let v = &self.close_ms;
         let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
         out += &if v.is_empty() {
-            format!("  close latency: no closes timed yet | active connections {active}\n")
+            format!("  close latency: no closes timed yet | {active}\n")
         } else {
             format!(
-                "  close latency p50 {:.2} ms, p99 {:.2} ms ({}) | active connections {active}\n",
+                "  close latency p50 {:.2} ms, p99 {:.2} ms ({}) | {active}\n",
                 pct(0.50),
                 pct(0.99),
                 count(v.len(), "close")
@@ -546,7 +545,7 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::select! {
             _ = &mut stop => break,
             _ = ticker.tick() => {
-                let table = stats.lock().unwrap().table(registry.len());
+                let table = stats.lock().unwrap().table(registry.len(), registry.connecting());
                 println!("after {:.0} s:{table}", started.elapsed().as_secs_f64());
             }
         }
@@ -568,7 +567,10 @@ async fn run(args: Args) -> Result<(), String> {
     // Let the last reports land in the table.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut stats = stats.lock().unwrap();
-    println!("final:{}", stats.table(registry.len()));
+    println!(
+        "final:{}",
+        stats.table(registry.len(), registry.connecting())
+    );
     println!("shutdown report: {report}");
     // The report counts every connection the shutdown waited for, including those already
     // closing for another reason (an application close timing out, a lifetime close): the table
@@ -596,14 +598,18 @@ mod tests {
     #[test]
     fn the_table_says_when_nothing_has_closed_yet() {
         let mut stats = Stats::default();
-        let table = stats.table(1);
+        let table = stats.table(1, 2);
         assert!(table.contains("no closes yet"), "{table}");
+        assert!(
+            table.contains("active connections 1, connecting 2"),
+            "{table}"
+        );
         assert!(!table.contains("0.00 ms"), "{table}");
         stats.ends.insert((Cause::Peer, Outcome::Clean), 1);
-        let table = stats.table(0);
+        let table = stats.table(0, 0);
         assert!(table.contains("no closes timed yet"), "{table}");
         stats.close_ms.push(1.5);
-        let table = stats.table(0);
+        let table = stats.table(0, 0);
         assert!(
             table.contains("p50 1.50 ms, p99 1.50 ms (1 close)"),
             "{table}"
@@ -615,10 +621,13 @@ mod tests {
     #[test]
     fn the_table_counts_handshakes_by_role_and_outcome() {
         let mut stats = Stats::default();
-        assert!(!stats.table(0).contains("handshakes"), "no handshakes yet");
+        assert!(
+            !stats.table(0, 0).contains("handshakes"),
+            "no handshakes yet"
+        );
         stats.handshake(Role::Server, &Ok::<(), wsclose::Error>(()));
         stats.handshake(Role::Server, &Ok::<(), wsclose::Error>(()));
-        let table = stats.table(2);
+        let table = stats.table(2, 0);
         assert!(
             table.contains("handshakes (server): accepted 2, rejected 0, failed 0, timeout 0"),
             "{table}"
@@ -629,7 +638,7 @@ mod tests {
             .with_handshake_timeout(Duration::ZERO)
             .map(|_| ());
         stats.handshake(Role::Client, &config_error);
-        assert!(!stats.table(0).contains("handshakes (client)"));
+        assert!(!stats.table(0, 0).contains("handshakes (client)"));
     }
 
     #[test]
