@@ -495,6 +495,7 @@ impl Attempt {
         let deadline = self.started + self.config.handshake_timeout;
         let mut sleep = timer.then(|| Box::pin(tokio::time::sleep_until(deadline)));
         let mut closing = None;
+        let mut watching = true;
         let mut handshake = pin!(handshake);
         let mut cut = pin!(cut);
         loop {
@@ -512,7 +513,8 @@ impl Attempt {
                     }
                     return (Ended::Cut, closing);
                 }
-                () = self.opening.close_request(), if closing.is_none() => {
+                () = self.opening.close_request(), if watching => {
+                    watching = false; // once: a close is requested (or, never here, it is over)
                     let Some((cause, _)) = self.opening.close_requested() else {
                         continue;
                     };
