@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::telemetry;
-use crate::{Cause, Error, Handle, Outcome, check_close_code};
+use crate::{Cause, Error, Handle, Outcome, Role, check_close_code};
 
 /// The reason sent with shutdown closes.
 const SHUTDOWN_REASON: &str = "server shutting down";
@@ -98,16 +98,6 @@ impl Drop for Ticket {
 }
 
 impl HandshakeGuard {
-    /// Whether the upgrade must be refused (a drain runs); counts the refusal.
-    pub(crate) fn refuse_if_draining(&self) -> bool {
-        let registry = &self.0.0;
-        if !registry.is_draining() {
-            return false;
-        }
-        registry.inner.refused.fetch_add(1, Ordering::Relaxed);
-        true
-    }
-
     /// Counts a handshake ended by [`cut`](Self::cut).
     pub(crate) fn count_cut(&self) {
         self.0.0.inner.cut_count.fetch_add(1, Ordering::Relaxed);
@@ -154,9 +144,10 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Opening handshakes in flight ([`Config::accept`](crate::Config::accept),
-    /// [`Config::accept_with`](crate::Config::accept_with), axum's `Config::on_upgrade` with
-    /// this registry): connections in the `Connecting` state.
+    /// Opening handshakes in flight with this registry (a [`Handshake`](crate::Handshake)
+    /// being polled, in either role, or an axum upgrade of `Config::on_upgrade`): connections
+    /// not open yet, whose handles read `Connecting` (or `Closing`, once a close was
+    /// requested).
     pub fn connecting(&self) -> usize {
         self.connecting_set().len()
     }
@@ -167,6 +158,15 @@ impl Registry {
         let id = handle.id();
         self.connecting_set().insert(id, handle);
         HandshakeGuard(Arc::new(Ticket(self.clone(), id)))
+    }
+
+    /// Whether an upgrade must be refused (a drain runs); counts the refusal.
+    pub(crate) fn refuse_if_draining(&self) -> bool {
+        if !self.is_draining() {
+            return false;
+        }
+        self.inner.refused.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     fn connecting_set(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
@@ -185,9 +185,11 @@ impl Registry {
     /// Handles to every live connection: open or closing, and those still connecting
     /// ([`State::Connecting`](crate::State::Connecting)), each once.
     pub fn handles(&self) -> Vec<Handle> {
-        let mut handles = self.open_handles();
+        // Connecting first: an accepted handshake is registered as open before it leaves the
+        // connecting set, so read in this order it is in one list or the other (or both for a
+        // moment: listed once).
         let connecting: Vec<Handle> = self.connecting_set().values().cloned().collect();
-        // A handshake just accepted is listed both ways for a moment: once is enough.
+        let mut handles = self.open_handles();
         let listed: std::collections::HashSet<u64> = handles.iter().map(Handle::id).collect();
         handles.extend(connecting.into_iter().filter(|h| !listed.contains(&h.id())));
         handles
@@ -248,10 +250,11 @@ impl Registry {
     /// From the moment it is called, newly wrapped connections are closed at once with `code`,
     /// and upgrades run by [`Config::accept`](crate::Config::accept) with this registry are
     /// refused with `503 Service Unavailable` when their request arrives (a handshake already
-    /// answered completes and its connection is closed with `code` right after). It returns when
-    /// every connection it knew of, every one wrapped meanwhile, and every handshake in flight
-    /// has ended; handshakes still waiting for their request when the grace period ends are
-    /// cut (outcome `timeout`).
+    /// answered completes and its connection is closed with `code` right after); a client's
+    /// handshake in flight ([`Config::connect`](crate::Config::connect)) is given up (outcome
+    /// `rejected`). It returns when every connection it knew of, every one wrapped meanwhile,
+    /// and every handshake in flight has ended; server handshakes still waiting for their
+    /// request when the grace period ends are cut (outcome `timeout`).
     ///
     /// # Errors
     ///
@@ -285,11 +288,21 @@ impl Registry {
         for h in &begun {
             h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
         }
+        // A server's handshake in flight is refused with 503 when its request arrives (or cut
+        // at the end of the grace period); a client's has nothing to answer: it is given up.
+        let clients: Vec<Handle> = (self.connecting_set().values())
+            .filter(|h| h.role() == Role::Client)
+            .cloned()
+            .collect();
+        for h in &clients {
+            h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
+        }
         let mut stragglers = 0;
         loop {
             let mut emptied = std::pin::pin!(self.inner.emptied.notified());
             emptied.as_mut().enable();
-            if self.is_empty() && self.connecting() == 0 {
+            // Connecting first, for the reason given in `handles`.
+            if self.connecting() == 0 && self.is_empty() {
                 break;
             }
             if Instant::now() >= deadline && !self.inner.cutting.load(Ordering::Acquire) {

@@ -46,6 +46,15 @@ async fn accepting(
     (peer, handle, tokio::spawn(handshake))
 }
 
+/// A configuration whose close deadline outlasts any step of a test (each step is bounded
+/// by `bounded`, 10 s): a close that waits for the peer never ends at its deadline on a slow
+/// machine.
+fn patient() -> Config {
+    Config::new()
+        .with_close_timeout(Duration::from_secs(60))
+        .unwrap()
+}
+
 /// A TCP connection to `listener`: the peer's end and the server's.
 async fn tcp_pair(listener: &TcpListener, addr: SocketAddr) -> (TcpStream, TcpStream) {
     let peer = TcpStream::connect(addr).await.unwrap();
@@ -67,20 +76,22 @@ async fn a_connecting_handle_becomes_the_open_connections_handle() {
     assert_eq!(handle.state(), State::Connecting);
     assert_eq!(handle.state().to_string(), "connecting");
     assert_eq!(handle.report(), None);
-    assert_eq!(registry.connecting(), 1);
-    assert_eq!(registry.len(), 0, "not open yet");
-    let listed = registry.handles();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id(), handle.id());
-    assert_eq!(listed[0].state(), State::Connecting);
     assert!(format!("{handle:?}").contains("Connecting"), "{handle:?}");
     let debug = format!("{handshake:?}");
     assert!(
         debug.starts_with("Handshake") && debug.contains(&format!("id: {}", handle.id())),
         "{debug}"
     );
-
+    // Like any future, it starts when polled: listed from then on.
+    assert_eq!(registry.connecting(), 0, "not polled yet");
     let server = tokio::spawn(handshake);
+    until(|| registry.connecting() == 1).await;
+    assert_eq!(registry.len(), 0, "not open yet");
+    let listed = registry.handles();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id(), handle.id());
+    assert_eq!(listed[0].state(), State::Connecting);
+
     let (mut client, _) = bounded(tokio_tungstenite::client_async(
         format!("ws://{addr}/"),
         tcp,
@@ -125,7 +136,7 @@ async fn a_close_while_connecting_refuses_the_upgrade_with_503() {
     let (logs, _g) = logs::capture();
     let (listener, addr) = listener().await;
     let registry = Registry::new();
-    let config = Config::new().with_registry(registry.clone());
+    let config = patient().with_registry(registry.clone());
     let (tcp, handle, server) = accepting(&config, &listener, addr).await;
 
     // The request has not arrived: the close waits for it (within the close deadline).
@@ -180,7 +191,7 @@ async fn a_close_while_connecting_refuses_the_upgrade_with_503() {
 async fn a_close_after_the_upgrade_was_answered_closes_with_its_code() {
     let (listener, addr) = listener().await;
     let (tcp, server_tcp) = tcp_pair(&listener, addr).await;
-    let config = Config::new();
+    let config = patient();
     let (tx, rx) = std::sync::mpsc::channel();
     // The callback accepts, then (as another task could) closes through the handle.
     let callback = move |_: &Request, response: Response| {
@@ -323,7 +334,8 @@ async fn every_end_of_the_handshake_ends_the_handle() {
     bad.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let handshake = config.accept(tcp);
+    // The default 10 s deadline: the request is read well before it.
+    let handshake = Config::new().accept(tcp);
     let handle = handshake.handle();
     handles.push(handle.id());
     assert_eq!(
@@ -359,13 +371,14 @@ async fn every_end_of_the_handshake_ends_the_handle() {
 async fn closes_while_connecting_keep_the_metric_invariants() {
     let (m, _g) = support::recorder::install();
     let (listener, addr) = listener().await;
-    let config = Config::new()
+    let config = patient()
         .with_handshake_timeout(Duration::from_secs(600))
         .unwrap();
 
     // Server: refused with 503 after a close through the handle.
     let (tcp, handle, server) = accepting(&config, &listener, addr).await;
-    handle.start_close(1001, "").unwrap();
+    assert!(handle.start_close(1001, "").unwrap());
+    assert!(!handle.start_close(1001, "again").unwrap(), "redundant");
     let refused = bounded(tokio_tungstenite::client_async(
         format!("ws://{addr}/"),
         tcp,
@@ -412,6 +425,9 @@ async fn closes_while_connecting_keep_the_metric_invariants() {
     // The given-up client's socket may reach the server's accept loop first (it ends
     // `failed` there) or not at all; the one that opened is accepted once.
     assert_eq!(handshakes("server", "accepted"), 1, "{}", m.dump());
+    // The repeated close while connecting (the given-up handle's close is its first).
+    let redundant = |role| m.counter("websocket_close_redundant_total", &[("role", role)]);
+    assert_eq!((redundant("server"), redundant("client")), (1, 0));
     for role in ["server", "client"] {
         let opened = m.counter("websocket_connections_opened_total", &[("role", role)]);
         assert_eq!(opened, 1, "{role}: only the connection that opened");
@@ -425,7 +441,7 @@ async fn closes_while_connecting_keep_the_metric_invariants() {
 async fn a_connection_refused_by_a_drain_reports_the_shutdown() {
     let (listener, addr) = listener().await;
     let registry = Registry::new();
-    let config = Config::new().with_registry(registry.clone());
+    let config = patient().with_registry(registry.clone());
     let (tcp, handle, server) = accepting(&config, &listener, addr).await;
     let shutdown = tokio::spawn({
         let registry = registry.clone();
@@ -448,4 +464,91 @@ async fn a_connection_refused_by_a_drain_reports_the_shutdown() {
     );
     let shutdown = bounded(shutdown).await.unwrap().unwrap();
     assert_eq!(shutdown.handshakes_refused, 1, "{shutdown}");
+}
+
+/// A `Handshake` that is never polled does nothing: it is not listed, a shutdown does not wait
+/// for it, and dropped it reports a connection given up.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unpolled_handshake_holds_up_no_shutdown() {
+    let (listener, addr) = listener().await;
+    let registry = Registry::new();
+    let config = Config::new().with_registry(registry.clone());
+    let (_peer, server_tcp) = tcp_pair(&listener, addr).await;
+    let handshake = config.accept(server_tcp);
+    let handle = handshake.handle();
+    assert_eq!(registry.connecting(), 0);
+    assert!(registry.handles().is_empty());
+    // A grace period far beyond the step's limit: the shutdown must not wait for it.
+    let report = bounded(registry.shutdown(1001, Duration::from_secs(600)))
+        .await
+        .unwrap();
+    assert_eq!((report.connections, report.handshakes_cut), (0, 0));
+    drop(handshake);
+    assert_eq!(handle.report().unwrap().cause, Cause::App);
+}
+
+/// A client's handshake has no request to refuse: a drain of its registry gives it up, both
+/// one in flight when the drain begins and one that starts during the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_gives_client_handshakes_up() {
+    // A server that accepts TCP and never answers.
+    let (silent_listener, addr) = listener().await;
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            held.push(silent_listener.accept().await.unwrap().0);
+        }
+    });
+    let registry = Registry::new();
+    let config = Config::new()
+        .with_registry(registry.clone())
+        .with_handshake_timeout(Duration::from_secs(600))
+        .unwrap();
+    let connect = |config: &Config| {
+        let handshake = config.connect(format!("ws://{addr}/"));
+        (handshake.handle(), tokio::spawn(handshake))
+    };
+    let (in_flight, first) = connect(&config);
+    until(|| registry.connecting() == 1).await;
+
+    // A server handshake that never gets its request keeps the drain running until its
+    // grace period ends (it is then cut).
+    let (server_listener, server_addr) = listener().await;
+    let _stalled = TcpStream::connect(server_addr).await.unwrap();
+    let (server_tcp, _) = server_listener.accept().await.unwrap();
+    let stalled_server = tokio::spawn(config.accept(server_tcp));
+    until(|| registry.connecting() == 2).await;
+
+    let shutdown = tokio::spawn({
+        let registry = registry.clone();
+        async move { registry.shutdown(1001, Duration::from_secs(5)).await }
+    });
+    let err = bounded(first).await.unwrap().unwrap_err();
+    assert_eq!(err.handshake(), Some(HandshakeOutcome::Rejected), "{err}");
+    let report = in_flight.report().unwrap();
+    assert_eq!(
+        (report.outcome, report.cause),
+        (Outcome::Clean, Cause::Shutdown)
+    );
+
+    // Started during the drain: given up at once, not cut when the grace period ends.
+    assert!(registry.is_draining());
+    let (late, second) = connect(&config);
+    let err = bounded(second).await.unwrap().unwrap_err();
+    assert_eq!(err.handshake(), Some(HandshakeOutcome::Rejected), "{err}");
+    assert_eq!(late.report().unwrap().cause, Cause::Shutdown);
+    assert!(
+        !shutdown.is_finished(),
+        "the stalled server handshake still holds the drain"
+    );
+
+    let report = tokio::time::timeout(Duration::from_secs(60), shutdown)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.handshakes_cut, 1, "only the server's: {report}");
+    let cut = bounded(stalled_server).await.unwrap().unwrap_err();
+    assert_eq!(cut.handshake(), Some(HandshakeOutcome::Timeout));
+    silent.abort();
 }

@@ -10,7 +10,9 @@ use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tracing::Span;
 
+use crate::telemetry::{self, Series};
 use crate::{Cause, CloseReport, Config, Role, State, Transport, WebSocket};
 
 use super::handle::Control;
@@ -19,7 +21,8 @@ use super::{Handle, OutFrame, next_id};
 /// The opening phase of one connection, shared by its handles and the handshake.
 pub(crate) struct Opening {
     id: u64,
-    role: Role,
+    /// Its role and static labels: the series a redundant close counts in.
+    series: Series,
     phase: Mutex<Phase>,
     /// Woken on every change of `phase` (a close requested, open, ended).
     changed: Notify,
@@ -43,10 +46,10 @@ enum Settled {
 }
 
 impl Opening {
-    pub(crate) fn new(role: Role) -> Arc<Self> {
+    pub(crate) fn new(series: Series) -> Arc<Self> {
         Arc::new(Opening {
             id: next_id(),
-            role,
+            series,
             phase: Mutex::new(Phase::Connecting { close: None }),
             changed: Notify::new(),
         })
@@ -89,17 +92,30 @@ impl Opening {
     /// The upgrade was accepted: wraps `ws` as this connection (same id), applies a close
     /// requested meanwhile, and turns every handle into the open connection's.
     pub(crate) fn open<T: Transport>(&self, ws: T, config: &Config) -> WebSocket<T> {
-        let ws = WebSocket::with_config_id(ws, self.role, config.clone(), self.id);
+        let ws = WebSocket::with_config_id(ws, self.series.role, config.clone(), self.id);
         let handle = ws.handle();
-        let mut phase = self.phase();
-        if let Phase::Connecting {
-            close: Some((cause, frame)),
-        } = &*phase
-        {
-            handle.ctl.clone().begin_quietly(*cause, frame.clone());
+        // The close is begun outside the lock (it writes to the socket and may end the
+        // connection at once). Meanwhile the state still reads `Closing`, and a request finds
+        // a close under way: nothing is applied twice.
+        let mut applied = false;
+        loop {
+            let mut phase = self.phase();
+            match &*phase {
+                Phase::Connecting {
+                    close: Some((cause, frame)),
+                } if !applied => {
+                    let (cause, frame) = (*cause, frame.clone());
+                    drop(phase);
+                    handle.ctl.clone().begin_quietly(cause, frame);
+                    applied = true;
+                }
+                // Checked and switched under one lock: a request meanwhile is not lost.
+                _ => {
+                    *phase = Phase::Open(handle);
+                    break;
+                }
+            }
         }
-        *phase = Phase::Open(handle);
-        drop(phase);
         self.changed.notify_waiters();
         ws
     }
@@ -128,16 +144,19 @@ impl Opening {
         }
     }
 
+    /// A close through a handle: recorded while connecting, forwarded once open; a repeat is
+    /// a redundant close (counted, unless `quietly`).
     fn request(&self, cause: Cause, frame: OutFrame, quietly: bool) -> bool {
         let mut phase = self.phase();
-        let begun = match &mut *phase {
+        let state = match &mut *phase {
             Phase::Connecting {
                 close: close @ None,
             } => {
                 *close = Some((cause, frame));
-                true
+                drop(phase);
+                self.changed.notify_waiters();
+                return true;
             }
-            Phase::Connecting { close: Some(_) } | Phase::Ended(_) => false,
             Phase::Open(h) => {
                 let ctl = h.ctl.clone();
                 drop(phase);
@@ -147,12 +166,16 @@ impl Opening {
                     ctl.request_close(cause, frame)
                 };
             }
+            Phase::Connecting {
+                close: Some((by, _)),
+            } => State::Closing(*by),
+            Phase::Ended(_) => State::Closed,
         };
         drop(phase);
-        if begun {
-            self.changed.notify_waiters();
+        if !quietly {
+            telemetry::on_redundant_close(self.series, state, &Span::none());
         }
-        begun
+        false
     }
 
     fn open_handle(&self) -> Option<Handle> {
@@ -211,7 +234,7 @@ impl Control for Opening {
         })
     }
     fn role(&self) -> Role {
-        self.role
+        self.series.role
     }
     fn id(&self) -> u64 {
         self.id

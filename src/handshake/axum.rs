@@ -105,14 +105,15 @@ impl Config {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let started = Instant::now();
-        let opening = Opening::new(Role::Server);
+        let opening = Opening::new(self.series(Role::Server));
         let guard = self
             .registry
             .as_ref()
             .map(|r| r.handshake_started(opening.handle()));
-        if guard
+        if self
+            .registry
             .as_ref()
-            .is_some_and(HandshakeGuard::refuse_if_draining)
+            .is_some_and(crate::Registry::refuse_if_draining)
         {
             let series = self.series(Role::Server);
             let id = opening.id();

@@ -34,8 +34,8 @@ use crate::conn::Opening;
 use crate::error::Kind;
 use crate::registry::HandshakeGuard;
 use crate::{
-    Cause, CloseReport, Config, Error, Handle, HandshakeOutcome, Outcome, Role, WebSocket,
-    telemetry,
+    Cause, CloseReport, Config, Error, Handle, HandshakeOutcome, Outcome, Registry, Role,
+    WebSocket, telemetry,
 };
 
 #[cfg(feature = "axum")]
@@ -73,7 +73,7 @@ pub fn reject(status: StatusCode, body: &str) -> ErrorResponse {
 struct Gatekeeper<C> {
     callback: C,
     opening: Arc<Opening>,
-    guard: Option<HandshakeGuard>,
+    registry: Option<Registry>,
     /// Who refused the upgrade, when it was refused here or by the callback.
     refused: Arc<OnceLock<Cause>>,
 }
@@ -85,9 +85,9 @@ impl<C: Callback> Callback for Gatekeeper<C> {
         response: ServerResponse,
     ) -> Result<ServerResponse, ErrorResponse> {
         let refusal = if self
-            .guard
+            .registry
             .as_ref()
-            .is_some_and(HandshakeGuard::refuse_if_draining)
+            .is_some_and(Registry::refuse_if_draining)
         {
             Some((Cause::Shutdown, DRAIN_BODY.to_owned()))
         } else {
@@ -137,7 +137,8 @@ impl Config {
 
     /// Sets the deadline of the opening handshake run by [`accept`](Self::accept),
     /// [`accept_with`](Self::accept_with), [`connect`](Self::connect) and
-    /// [`client_handshake`](Self::client_handshake): from the call to the upgrade answered.
+    /// [`client_handshake`](Self::client_handshake): from the start of the handshake (the first
+    /// poll of its [`Handshake`], normally right after the call) to the upgrade answered.
     /// When it passes, the transport is dropped (its file descriptor released) and the outcome
     /// is `timeout`.
     ///
@@ -231,13 +232,13 @@ impl Config {
         let callback = Gatekeeper {
             callback,
             opening: attempt.opening.clone(),
-            guard: attempt.guard.clone(),
+            registry: self.registry.clone(),
             refused: refused.clone(),
         };
         let first_byte = attempt.first_byte.clone();
         let handshake = async move {
             // The duration is timed from the request's first byte when the stream is a plain
-            // TCP stream (peeked, not consumed); from the call otherwise.
+            // TCP stream (peeked, not consumed); from the start otherwise.
             if let Some(tcp) = (&stream as &dyn Any).downcast_ref::<TcpStream>() {
                 let _ = tcp.peek(&mut [0; 1]).await;
                 let _ = first_byte.set(Instant::now());
@@ -311,8 +312,9 @@ impl Config {
 /// [`handle`](Self::handle) of that connection while it is still
 /// [`Connecting`](crate::State::Connecting).
 ///
-/// Dropped before it completes, the handshake is given up (the socket is dropped) and counted
-/// `rejected`: a connection closed while connecting.
+/// Like any future it does nothing until polled: the handshake, its deadline and its place in
+/// a registry start at the first poll. Dropped before it completes, the handshake is given up
+/// (the socket is dropped) and counted `rejected`: a connection closed while connecting.
 #[must_use = "a handshake does nothing unless awaited"]
 pub struct Handshake<T> {
     handle: Handle,
@@ -332,7 +334,9 @@ impl<T> Handshake<T> {
     /// `503 Service Unavailable` with the reason as body when the request arrives (within the
     /// close deadline; a peer that sends nothing by then is dropped, `timeout`), or closes
     /// the connection with the given code right after the upgrade when it was already
-    /// answered; a client gives the handshake up at once.
+    /// answered (then the upgrade and the close each have a close deadline); a client gives
+    /// the handshake up at once. The close waits for the [`Handshake`] to be polled (or
+    /// dropped): it is the handshake that ends.
     ///
     /// ```no_run
     /// # async fn run(config: wsclose::Config, tcp: tokio::net::TcpStream) {
@@ -390,16 +394,11 @@ struct Attempt {
 
 impl Attempt {
     fn new(config: &Config, role: Role) -> Self {
-        let opening = Opening::new(role);
-        let guard = config
-            .registry
-            .as_ref()
-            .map(|r| r.handshake_started(opening.handle()));
         Attempt {
             config: config.clone(),
             role,
-            opening,
-            guard,
+            opening: Opening::new(config.series(role)),
+            guard: None,
             started: Instant::now(),
             first_byte: Arc::default(),
             recorded: false,
@@ -419,6 +418,7 @@ impl Attempt {
     {
         let handle = self.opening.handle();
         let run = async move {
+            self.start();
             let (ended, closing) = self.bounded(handshake).await;
             let cut = matches!(ended, Ended::Cut);
             let (outcome, error) = match ended {
@@ -474,6 +474,22 @@ impl Attempt {
         Handshake {
             handle,
             run: Box::pin(run),
+        }
+    }
+
+    /// The handshake starts on the first poll of its `Handshake` (like any future: one never
+    /// polled does nothing, and holds no place in a registry): the clock starts, and with a
+    /// registry the connection is listed as connecting. A client's handshake that starts
+    /// during a drain is given up at once.
+    fn start(&mut self) {
+        self.started = Instant::now();
+        let Some(registry) = &self.config.registry else {
+            return;
+        };
+        self.guard = Some(registry.handshake_started(self.opening.handle()));
+        if self.role == Role::Client && registry.is_draining() {
+            let handle = self.opening.handle();
+            handle.begin_close_quietly(Cause::Shutdown, 1001, "");
         }
     }
 
