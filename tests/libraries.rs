@@ -17,8 +17,6 @@ use support::pairs::bounded;
 use support::recorder;
 use support::timing::{LATE, PROMPT};
 
-const FRAMES: &str = "websocket_close_frames_total";
-
 fn r(role: Role) -> &'static str {
     role.as_str()
 }
@@ -85,12 +83,12 @@ async fn clean_close_started_by_us<F: Flavor>() {
         assert_eq!(report.code_sent, Some(WireCode::Valid(1000)));
         assert_eq!(report.code_received, Some(WireCode::Valid(1000)));
         assert_eq!(m.closes(r(role), "app", "clean"), 1, "{}", m.dump());
-        let sent = [
-            ("role", r(role)),
-            ("direction", "sent"),
-            ("code", "normal_closure"),
-        ];
-        assert_eq!(m.counter(FRAMES, &sent), 1);
+        assert_eq!(
+            m.frames(r(role), "sent", "normal_closure"),
+            1,
+            "{}",
+            m.dump()
+        );
         m.assert_balanced(r(role));
     }
 }
@@ -120,12 +118,12 @@ async fn peer_close_is_answered_at_once<F: Flavor>() {
         assert_eq!(report.code_received, Some(WireCode::Valid(4000)));
         assert_eq!(report.code_sent, Some(WireCode::Valid(4000)));
         assert_eq!(m.closes(r(role), "peer", "clean"), 1, "{}", m.dump());
-        let received = [
-            ("role", r(role)),
-            ("direction", "received"),
-            ("code", "application"),
-        ];
-        assert_eq!(m.counter(FRAMES, &received), 1, "{}", m.dump());
+        assert_eq!(
+            m.frames(r(role), "received", "application"),
+            1,
+            "{}",
+            m.dump()
+        );
         m.assert_balanced(r(role));
     }
 }
@@ -208,12 +206,7 @@ async fn invalid_close_code_is_a_protocol_error<F: Flavor>() {
             "{}",
             m.dump()
         );
-        let invalid = [
-            ("role", r(role)),
-            ("direction", "received"),
-            ("code", "invalid"),
-        ];
-        assert_eq!(m.counter(FRAMES, &invalid), 1, "{}", m.dump());
+        assert_eq!(m.frames(r(role), "received", "invalid"), 1, "{}", m.dump());
         m.assert_balanced(r(role));
     }
 }

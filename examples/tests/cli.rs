@@ -122,51 +122,24 @@ fn assert_port_error(out: &Output, bin: &str, addr: SocketAddr, flag: &str) {
     );
 }
 
+/// Either port in use (`--listen` or `--metrics`), for the demo and the echo server.
 #[test]
-fn a_websocket_port_in_use_is_named_in_one_line() {
-    let (_held, addr) = occupied();
-    let a = addr.to_string();
-    for bin in [DEMO, ECHO] {
-        let out = if bin == DEMO {
-            run(
-                bin,
-                &[
-                    "--listen",
-                    &a,
-                    "--metrics",
-                    "127.0.0.1:0",
-                    "--duration",
-                    "5",
-                ],
-            )
+fn a_port_in_use_is_named_in_one_line() {
+    for flag in ["--listen", "--metrics"] {
+        let (_held, addr) = occupied();
+        let a = addr.to_string();
+        let (listen, metrics) = if flag == "--listen" {
+            (a.as_str(), "127.0.0.1:0")
         } else {
-            run(bin, &["--listen", &a, "--metrics", "127.0.0.1:0"])
+            ("127.0.0.1:0", a.as_str())
         };
-        assert_port_error(&out, bin, addr, "--listen");
-    }
-}
-
-#[test]
-fn a_metrics_port_in_use_is_named_in_one_line() {
-    let (_held, addr) = occupied();
-    let a = addr.to_string();
-    for bin in [DEMO, ECHO] {
-        let out = if bin == DEMO {
-            run(
-                bin,
-                &[
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--metrics",
-                    &a,
-                    "--duration",
-                    "5",
-                ],
-            )
-        } else {
-            run(bin, &["--listen", "127.0.0.1:0", "--metrics", &a])
-        };
-        assert_port_error(&out, bin, addr, "--metrics");
+        for bin in [DEMO, ECHO] {
+            let mut args = vec!["--listen", listen, "--metrics", metrics];
+            if bin == DEMO {
+                args.extend(["--duration", "5"]);
+            }
+            assert_port_error(&run(bin, &args), bin, addr, flag);
+        }
     }
 }
 

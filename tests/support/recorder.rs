@@ -145,6 +145,13 @@ impl Metrics {
         self.counter("websocket_closes_total", &labels)
     }
 
+    /// `websocket_close_frames_total` for one role, direction (`sent`, `received`) and code
+    /// label.
+    pub fn frames(&self, role: &str, direction: &str, code: &str) -> u64 {
+        let labels = [("role", role), ("direction", direction), ("code", code)];
+        self.counter("websocket_close_frames_total", &labels)
+    }
+
     /// Checks the invariant of docs/metrics.md for `role`: opened = Σ closes + active.
     pub fn assert_balanced(&self, role: &str) {
         let opened = self.counter("websocket_connections_opened_total", &[("role", role)]);
