@@ -420,8 +420,9 @@ impl Attempt {
         let run = async move {
             self.start();
             let (ended, closing) = self.bounded(handshake).await;
-            let cut = matches!(ended, Ended::Cut);
-            let (outcome, error) = match ended {
+            // The handshake's outcome, and how the connection's handles report it (who ended
+            // it, and how). A close requested through the handle is the cause when there is one.
+            let (outcome, error, (close_outcome, cause)) = match ended {
                 Ended::Done(Ok(t)) => {
                     self.record(HandshakeOutcome::Accepted, None, None);
                     let ws = wrap(&self.opening, &self.config, t);
@@ -429,39 +430,39 @@ impl Attempt {
                     drop(self.guard.take());
                     return Ok(ws);
                 }
-                Ended::Done(Err(e)) => (classify(&e), Some(e)),
-                Ended::Timeout | Ended::Cut => (HandshakeOutcome::Timeout, None),
-                Ended::GivenUp => (HandshakeOutcome::Rejected, None),
+                // An HTTP answer instead of the upgrade. A server knows who refused it (a
+                // drain, a close through the handle, the callback); a client was refused by
+                // its server.
+                Ended::Done(Err(e @ WsError::Http(_))) => {
+                    let by = match self.role {
+                        Role::Server => refused.get().copied().or(closing).unwrap_or(Cause::App),
+                        Role::Client => Cause::Peer,
+                    };
+                    (HandshakeOutcome::Rejected, Some(e), (Outcome::Clean, by))
+                }
+                Ended::Done(Err(e)) => {
+                    let end = close_outcome(&e);
+                    (HandshakeOutcome::Failed, Some(e), end)
+                }
+                Ended::Timeout => (
+                    HandshakeOutcome::Timeout,
+                    None,
+                    (Outcome::Timeout, closing.unwrap_or(Cause::Transport)),
+                ),
+                Ended::Cut => (
+                    HandshakeOutcome::Timeout,
+                    None,
+                    (Outcome::Timeout, closing.unwrap_or(Cause::Shutdown)),
+                ),
+                Ended::GivenUp => (
+                    HandshakeOutcome::Rejected,
+                    None,
+                    (Outcome::Clean, closing.unwrap_or(Cause::App)),
+                ),
             };
             let status = match &error {
                 Some(WsError::Http(response)) => Some(response.status().as_u16()),
                 _ => None,
-            };
-            // How the connection's handles report it: who ended it, and how.
-            let (close_outcome, cause) = match (outcome, &error) {
-                // A server knows who refused (a drain, a close through the handle, the
-                // callback); a client refused by its server, or given up by a close.
-                (HandshakeOutcome::Rejected, _) => {
-                    let by = match self.role {
-                        Role::Server => refused.get().copied().or(closing),
-                        Role::Client => closing,
-                    };
-                    let fallback = match self.role {
-                        Role::Server => Cause::App,
-                        Role::Client => Cause::Peer,
-                    };
-                    (Outcome::Clean, by.unwrap_or(fallback))
-                }
-                (HandshakeOutcome::Timeout, _) => {
-                    let by = if cut {
-                        Cause::Shutdown
-                    } else {
-                        Cause::Transport
-                    };
-                    (Outcome::Timeout, closing.unwrap_or(by))
-                }
-                (_, Some(e)) => close_outcome(e),
-                (_, None) => (Outcome::InternalError, Cause::Transport),
             };
             self.record(outcome, status, error.as_ref());
             self.opening.end(never_opened(close_outcome, cause));
@@ -605,14 +606,6 @@ fn close_outcome(e: &WsError) -> (Outcome, Cause) {
             (Outcome::ProtocolError, Cause::Peer)
         }
         _ => (Outcome::IoError, Cause::Transport),
-    }
-}
-
-/// How a handshake error ends the phase.
-fn classify(e: &WsError) -> HandshakeOutcome {
-    match e {
-        WsError::Http(_) => HandshakeOutcome::Rejected,
-        _ => HandshakeOutcome::Failed,
     }
 }
 
