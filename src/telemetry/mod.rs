@@ -441,6 +441,21 @@ pub(crate) fn on_shutdown_complete(report: &dyn std::fmt::Display) {
     tracing::info!(target: "wsclose", report = %report, "shutdown complete");
 }
 
+/// The Prometheus listener stopped after a drain: with its last scrape served, or at the bound.
+#[cfg(feature = "prometheus")]
+pub(crate) fn on_linger(served: bool, scrapes: u64, max: std::time::Duration) {
+    if served {
+        tracing::info!(target: "wsclose", scrapes, "last scrape served; /metrics stopped");
+    } else {
+        tracing::warn!(
+            target: "wsclose",
+            scrapes,
+            max_ms = max.as_millis() as u64,
+            "no scrape within the linger bound; /metrics stopped (the drain's last values may not reach Prometheus)"
+        );
+    }
+}
+
 /// [`Registry::graceful`](crate::Registry::graceful) was given a code the protocol forbids.
 pub(crate) fn on_invalid_shutdown_code(error: &crate::Error) {
     tracing::warn!(target: "wsclose", error = %error, "invalid shutdown code; using 1001");
