@@ -96,7 +96,7 @@ impl<T: Transport> std::task::Wake for Shared<T> {
         drop(parked);
         if let Some(task) = task {
             // A runtime shut down meanwhile drops the task here, inside whatever called `wake`:
-            // its `Closer` drops the transport and publishes an `internal_error` report. (Tokio's
+            // its `Closer` drops the transport and publishes its report (a teardown's). (Tokio's
             // streams, timers and `Notify`, and the deadline sweeper, wake outside their locks.)
             self.spawn(task);
         }
@@ -314,7 +314,7 @@ impl<T: Transport> Shared<T> {
     }
 
     /// Runs the rest of a close in a task of its own. Without a runtime (or with one shut
-    /// down) the task is dropped: its `Closer` publishes an `internal_error` report.
+    /// down) the task is dropped: its `Closer` publishes a teardown's report (see its `Drop`).
     pub(super) fn spawn(&self, task: CloseTask) {
         if let Some(rt) = self.runtime() {
             drop(rt.spawn(task));

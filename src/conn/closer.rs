@@ -19,8 +19,9 @@ use super::plan::Plan;
 use super::{Io, OutFrame, Shared};
 
 /// The close task's record of what happened. If the task is dropped before it finishes (the
-/// runtime shut down mid-close), `Drop` still publishes an `internal_error` report, so the
-/// gauge, the counters and every waiter see exactly one end.
+/// runtime shut down mid-close: a process returning from `main`, a test's runtime dropped),
+/// `Drop` still publishes the one report, so the gauge, the counters and every waiter see
+/// exactly one end; it is an expected end (see `Drop`).
 pub(super) struct Closer<T: Transport> {
     shared: Arc<Shared<T>>,
     cause: Cause,
@@ -41,6 +42,8 @@ pub(super) struct Closer<T: Transport> {
     reply: Option<WireCode>,
     send: Option<OutFrame>,
     drain: bool,
+    /// Begun by the drop of the last application handle ([`Plan::dropped`]).
+    dropped: bool,
     pub(super) deadline: Instant,
 }
 
@@ -79,6 +82,7 @@ impl<T: Transport> Closer<T> {
             reply: plan.reply,
             send: plan.send,
             drain: plan.drain,
+            dropped: plan.dropped,
             deadline,
         }
     }
@@ -270,11 +274,26 @@ impl<T: Transport> Closer<T> {
     }
 }
 
+/// A close task dropped before it finished: its runtime was torn down (a task is never aborted
+/// otherwise). That is how a process ends that returns from `main` with connections open, so it
+/// is an expected end, logged at DEBUG: `clean` when both Close frames had been exchanged, else
+/// `peer_gone` (the transport ends, dropped, without a complete handshake). A close begun by
+/// the application, the peer, keepalive or a lifetime keeps its cause; a close begun because
+/// the last handle was dropped (the runtime dropping the task that held it, most likely) counts
+/// as `shutdown`, like a drain's. A preset outcome (a protocol violation found first) stands.
 impl<T: Transport> Drop for Closer<T> {
     fn drop(&mut self) {
         if !self.finished {
-            self.error = Some("close task dropped before it finished (runtime shut down?)".into());
-            self.finish(Outcome::InternalError);
+            self.error = Some("runtime shut down before the close finished".into());
+            if self.dropped {
+                self.cause = Cause::Shutdown;
+            }
+            let outcome = if self.handshake_done && self.code_sent.is_some() {
+                Outcome::Clean
+            } else {
+                Outcome::PeerGone
+            };
+            self.finish(self.preset.unwrap_or(outcome));
         }
     }
 }

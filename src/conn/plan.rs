@@ -24,6 +24,8 @@ pub(super) struct Plan {
     pub(super) drain: bool,
     /// A shorter deadline than the configured close timeout.
     pub(super) budget: Option<Duration>,
+    /// Begun by the drop of the last application handle (see [`Plan::dropped`]).
+    pub(super) dropped: bool,
 }
 
 impl Plan {
@@ -36,6 +38,16 @@ impl Plan {
             preset: None,
             drain: true,
             budget: None,
+            dropped: false,
+        }
+    }
+
+    /// The last application handle was dropped without a close: `1001 going away`, counted as
+    /// the application's, unless the runtime itself is being torn down (see `Closer`'s `Drop`).
+    pub(super) fn dropped() -> Self {
+        Plan {
+            dropped: true,
+            ..Plan::close(Cause::App, Some((1001, String::new())))
         }
     }
 
@@ -59,6 +71,7 @@ impl Plan {
             preset: None,
             drain: true,
             budget: None,
+            dropped: false,
         }
     }
 
@@ -76,6 +89,7 @@ impl Plan {
             preset: Some((outcome, error)),
             drain: false,
             budget: None,
+            dropped: false,
         }
     }
 

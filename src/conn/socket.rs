@@ -20,10 +20,7 @@ struct Owner<T: Transport>(Arc<Shared<T>>);
 
 impl<T: Transport> Drop for Owner<T> {
     fn drop(&mut self) {
-        self.0.begin(
-            &mut self.0.gate.lock(),
-            Plan::close(Cause::App, Some((1001, String::new()))),
-        );
+        self.0.begin(&mut self.0.gate.lock(), Plan::dropped());
     }
 }
 
