@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ struct Inner {
     /// period, with their wake-up.
     cutting: AtomicBool,
     cut: Notify,
+    /// [`Registry::with_pacing`]'s window, in nanoseconds (0: every close at once).
+    pace_nanos: AtomicU64,
 }
 
 /// An opening handshake in flight under a registry: listed (its handle in the `Connecting`
@@ -132,6 +134,37 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Spreads the closes of [`shutdown`](Self::shutdown) (and [`graceful`](Self::graceful))
+    /// over `window` instead of beginning them all at once, so that the clients of a drained
+    /// instance reconnect to the others at a bounded rate (about `connections / window` per
+    /// second) rather than in the same few milliseconds. Each connection gets a slot of the
+    /// window in random order, with jitter inside its slot.
+    ///
+    /// The window is capped at half the shutdown's grace period, so that the last closes have
+    /// the other half to complete; `Duration::ZERO` (the default) closes every connection at
+    /// once. New connections and upgrades during the drain are closed or refused at once, as
+    /// without pacing. The setting is shared by every clone of the registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // Cloud Run gives 10 s after SIGTERM: pace over 4 s, then 6 s for the last closes.
+    /// let registry = wsclose::Registry::new().with_pacing(Duration::from_secs(4));
+    /// assert_eq!(registry.pacing(), Duration::from_secs(4));
+    /// ```
+    pub fn with_pacing(self, window: Duration) -> Self {
+        let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.pace_nanos.store(nanos, Ordering::Relaxed);
+        self
+    }
+
+    /// The window set by [`with_pacing`](Self::with_pacing) (zero: not paced).
+    pub fn pacing(&self) -> Duration {
+        Duration::from_nanos(self.inner.pace_nanos.load(Ordering::Relaxed))
     }
 
     /// Live connections (open or closing).
@@ -246,6 +279,8 @@ impl Registry {
     /// are the usual choices), concurrently; waits until all have ended or `grace` has passed;
     /// then terminates the stragglers (their transport is dropped, outcome `timeout`). Ends are
     /// counted with `cause="shutdown"` (a connection already closing keeps its own cause).
+    /// With [`with_pacing`](Self::with_pacing), the closes are spread over the pacing window
+    /// (at most half of `grace`) rather than begun at once.
     ///
     /// From the moment it is called, newly wrapped connections are closed at once with `code`,
     /// and upgrades run by [`Config::accept`](crate::Config::accept) with this registry are
@@ -264,7 +299,8 @@ impl Registry {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future stops waiting and terminating; the closes already begun go on.
+    /// Dropping the future stops waiting and terminating; the closes already begun go on, and
+    /// so do those a paced shutdown has yet to begin.
     pub async fn shutdown(&self, code: u16, grace: Duration) -> Result<ShutdownReport, Error> {
         check_close_code(code)?;
         // The grace period needs a timer; a runtime without one would panic below.
@@ -285,8 +321,14 @@ impl Registry {
         // closed at once by `insert` (which also lists it in `late`), so one pass begins every
         // close; after it, the loop only waits.
         let begun = self.open_handles();
-        for h in &begun {
-            h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
+        let window = self.pacing().min(grace / 2);
+        if window.is_zero() || begun.len() < 2 {
+            for h in &begun {
+                h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
+            }
+        } else {
+            // A task of its own, so that a dropped shutdown future still closes them all.
+            tokio::spawn(pace(begun.clone(), started, window, code));
         }
         // A server's handshake in flight is refused with 503 when its request arrives (or cut
         // at the end of the grace period); a client's has nothing to answer: it is given up.
@@ -351,6 +393,7 @@ impl Registry {
             *outcomes.entry(report.outcome).or_insert(0) += 1;
         }
         let report = ShutdownReport {
+            paced_over: window,
             connections: seen.len(),
             outcomes,
             stragglers,
@@ -414,6 +457,9 @@ pub struct ShutdownReport {
     pub handshakes_cut: usize,
     /// From the call to the last connection ended.
     pub elapsed: Duration,
+    /// The window the closes were spread over ([`Registry::with_pacing`], capped at half the
+    /// grace period); zero when they all began at once.
+    pub paced_over: Duration,
 }
 
 impl ShutdownReport {
@@ -436,6 +482,9 @@ impl fmt::Display for ShutdownReport {
             write!(f, ", {outcome} {n}")?;
         }
         write!(f, ", stragglers terminated {}", self.stragglers)?;
+        if !self.paced_over.is_zero() {
+            write!(f, ", paced over {:.3} s", self.paced_over.as_secs_f64())?;
+        }
         if self.handshakes_refused + self.handshakes_cut > 0 {
             write!(
                 f,
@@ -444,6 +493,24 @@ impl fmt::Display for ShutdownReport {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Begins the close of each of `conns` at its own moment of `[started, started + window)`: the
+/// window cut into one slot per connection, the slots dealt in random order, and each close at
+/// a random point of its slot. So the closes (and the clients' reconnects) run at a steady
+/// `len / window` per second, never two slots' worth at once.
+async fn pace(mut conns: Vec<Handle>, started: Instant, window: Duration, code: u16) {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new();
+    let uniform = |x: u64| (random.hash_one(x) >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+    // A random order: sorted by a keyed hash of the id.
+    conns.sort_by_key(|h| random.hash_one(h.id()));
+    let n = conns.len() as f64;
+    for (i, h) in conns.iter().enumerate() {
+        let at = started + window.mul_f64((i as f64 + uniform(!h.id())) / n);
+        tokio::time::sleep_until(at).await;
+        h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
     }
 }
 
@@ -490,6 +557,7 @@ mod tests {
             handshakes_refused: 0,
             handshakes_cut: 0,
             elapsed: Duration::from_millis(1500),
+            paced_over: Duration::ZERO,
         };
         assert_eq!(
             report.to_string(),
@@ -504,10 +572,11 @@ mod tests {
             handshakes_refused: 2,
             handshakes_cut: 1,
             elapsed: Duration::from_millis(20),
+            paced_over: Duration::from_secs(2),
         };
         assert_eq!(
             one.to_string(),
-            "1 connection in 0.020 s, clean 1, stragglers terminated 0, handshakes refused 2, cut 1"
+            "1 connection in 0.020 s, clean 1, stragglers terminated 0, paced over 2.000 s, handshakes refused 2, cut 1"
         );
         assert_eq!(
             format!("{:?}", Registry::new()),
