@@ -1,5 +1,5 @@
 //! An axum server with a WebSocket echo route, `/metrics`, and a graceful shutdown that closes
-//! every socket with 1001 before `serve` returns.
+//! every socket with 1001 before `serve` returns, and lets Prometheus scrape the drain's ends.
 //!
 //! Run it with:
 //!
@@ -10,8 +10,12 @@
 //! It listens on `127.0.0.1:3000` unless given `--listen ADDR`. Connect to
 //! `ws://127.0.0.1:3000/ws` (text and binary are echoed; `!close CODE [REASON]` makes the server
 //! close, a malformed command is answered with an `error: …` text message), read
-//! `http://127.0.0.1:3000/metrics`, and stop it with Ctrl-C or SIGTERM: connected clients
-//! receive Close 1001 and the shutdown report is printed.
+//! `http://127.0.0.1:3000/metrics`, and stop it with Ctrl-C or SIGTERM: upgrades still arriving
+//! are refused with 503, connected clients receive Close 1001 (within 10 s), the shutdown report
+//! is printed, and `/metrics` stays up until one scrape has read the drain's final values (at
+//! most 15 s), as docs/operations.md describes for a deploy. The upgrades run through
+//! `Config::on_upgrade`, so they are counted (`websocket_handshakes_total`) and refused during
+//! the drain.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,13 +25,13 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::StreamExt;
-use wsclose::{Config, Registry};
+use tokio::sync::watch;
+use wsclose::{Config, Registry, Role};
 use wsclose_examples::{bind_websocket, close_command, fail, refused, usage_exit};
 
 const USAGE: &str = "usage: axum_server [--listen ADDR]";
 
-async fn serve_socket(socket: WebSocket, config: Config) {
-    let mut ws = config.server(socket);
+async fn serve_socket(mut ws: wsclose::WebSocket<WebSocket>) {
     while let Some(Ok(msg)) = ws.next().await {
         let reply = match msg {
             Message::Text(ref text) => match close_command(text) {
@@ -77,26 +81,45 @@ async fn run(listen: SocketAddr) -> Result<(), String> {
         )
         .map_err(|e| fatal(&e))?;
 
+    // The series of this server's role exist at 0 from its first scrape.
+    config.init_metrics(Role::Server);
+    // Scrapes served, so that the shutdown can wait for one after the drain.
+    let (scraped, mut scrapes) = watch::channel(0u64);
+
     let app = Router::new()
         .route(
             "/ws",
             get(move |upgrade: WebSocketUpgrade| {
                 let config = config.clone();
                 async move {
-                    let response: Response =
-                        upgrade.on_upgrade(move |socket| serve_socket(socket, config));
+                    let response: Response = config.on_upgrade(upgrade, serve_socket);
                     response
                 }
             }),
         )
         .route(
             "/metrics",
-            get(move || std::future::ready(metrics.render())),
+            get(move || {
+                let text = metrics.render();
+                scraped.send_modify(|n| *n += 1);
+                std::future::ready(text)
+            }),
         );
 
     let listen = listener.local_addr().map_err(|e| fatal(&e))?;
     tracing::info!("serving ws://{listen}/ws and http://{listen}/metrics");
-    let shutdown = registry.graceful(wsclose::shutdown_signal(), 1001, Duration::from_secs(10));
+    // SIGTERM: drain every socket (axum keeps serving meanwhile: upgrades get 503, /metrics
+    // answers), then wait for one scrape of the final values, then let axum stop.
+    let drain = registry.graceful(wsclose::shutdown_signal(), 1001, Duration::from_secs(10));
+    let shutdown = async move {
+        drain.await;
+        scrapes.mark_unchanged();
+        let last = tokio::time::timeout(Duration::from_secs(15), scrapes.changed()).await;
+        match last {
+            Ok(_) => tracing::info!("last scrape served; stopping"),
+            Err(_) => tracing::warn!("no scrape within 15 s of the drain; stopping"),
+        }
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -59,8 +59,11 @@ pub async fn bind_websocket(program: &str, addr: SocketAddr) -> Result<TcpListen
 }
 
 /// Installs the Prometheus recorder and its `/metrics` listener on `addr`, or explains in one
-/// line why it cannot.
-pub fn serve_metrics(program: &str, addr: SocketAddr) -> Result<(), String> {
+/// line why it cannot. Keep the exporter to wait for the last scrape at shutdown.
+pub fn serve_metrics(
+    program: &str,
+    addr: SocketAddr,
+) -> Result<wsclose::prometheus::Exporter, String> {
     wsclose::prometheus::install(addr).map_err(|e| {
         let text = e.to_string();
         let why = if text.contains("in use") {
@@ -70,6 +73,15 @@ pub fn serve_metrics(program: &str, addr: SocketAddr) -> Result<(), String> {
         };
         bind_error(program, "/metrics", addr, "--metrics", &why)
     })
+}
+
+/// Parses `SECS` (a non-negative number of seconds, fractions allowed) given to `flag`.
+pub fn parse_secs(flag: &str, value: &str) -> Result<std::time::Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{flag} {value:?}: not a number of seconds"))
 }
 
 /// Prints `message` on stderr and exits with status 1.

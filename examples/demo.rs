@@ -465,7 +465,8 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), String> {
     let listener = bind_websocket("demo", args.listen).await?;
-    serve_metrics("demo", args.metrics)?;
+    // The demo exits without waiting for a last scrape (echo_server shows that part).
+    let _exporter = serve_metrics("demo", args.metrics)?;
     let listen = listener.local_addr().map_err(|e| format!("demo: {e}"))?;
     let registry = Registry::new();
     let (config, lifetime) = if args.server_only {
@@ -531,10 +532,22 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
 
+    // Every series of both roles at 0 before the first connection (docs/metrics.md).
+    config.init_metrics(Role::Server);
+    if clients > 0 {
+        config.init_metrics(Role::Client);
+    }
+    // SIGTERM or Ctrl-C, or the end of `--duration`: whichever comes first.
     let stop = async {
-        match args.duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => wsclose::shutdown_signal().await,
+        let duration = async {
+            match args.duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = duration => {}
+            () = wsclose::shutdown_signal() => {}
         }
     };
     tokio::pin!(stop);

@@ -224,12 +224,27 @@ async fn main() -> Result<(), BoxError> {
     };
     let listen = listener.local_addr()?;
     tracing::info!(%listen, "echo server ready, exporting over OTLP/HTTP");
+    let registry = wsclose::Registry::new();
+    let config = Config::new().with_registry(registry.clone());
+    config.init_metrics(wsclose::Role::Server);
     tokio::select! {
-        result = accept_loop(listener, Config::new()) => result?,
+        result = accept_loop(listener, config) => result?,
         // SIGTERM (what a service manager sends) or Ctrl-C: a clean shutdown, exit 0.
-        _ = wsclose::shutdown_signal() => tracing::info!("stopping; exporting and exiting"),
+        _ = wsclose::shutdown_signal() => tracing::info!("stopping: draining, exporting, exiting"),
     }
-    // The blocking HTTP exporters must not run on the async runtime's threads.
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await??;
+    // Drain first, so that the export below carries every connection's end (docs/operations.md).
+    let report = registry.shutdown(1001, Duration::from_secs(10)).await?;
+    tracing::info!(%report, "drained");
+    // Then flush, bounded: a collector that does not answer must not hold up the exit past the
+    // platform's grace period. The blocking HTTP exporters must not run on the async runtime's
+    // threads.
+    let flush = tokio::task::spawn_blocking(move || telemetry.shutdown());
+    // A collector that is down loses the last export; that is said, and the exit stays clean.
+    match tokio::time::timeout(Duration::from_secs(5), flush).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => eprintln!("otlp: the final export failed: {e}"),
+        Ok(Err(e)) => eprintln!("otlp: the final export panicked: {e}"),
+        Err(_) => eprintln!("otlp: the final export did not finish within 5 s; exiting"),
+    }
     Ok(())
 }
