@@ -341,3 +341,73 @@ fn the_otlp_example_exits_0_on_sigterm() {
         "colour codes in {log:?}"
     );
 }
+
+/// One HTTP/1.1 GET of `/metrics` on `addr`, the response read to its end.
+fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(PATIENCE))?;
+    write!(
+        tcp,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// SIGTERM as a deploy sends it: the connected client gets Close 1001, `/metrics` stays up with
+/// the drain's end in it until it is scraped once, and then (not at the linger bound) the server
+/// exits 0.
+#[tokio::test]
+async fn the_echo_server_drains_on_sigterm_and_exits_after_the_last_scrape() {
+    let (addr, metrics) = (free_addr(), free_addr());
+    let (a, m) = (addr.to_string(), metrics.to_string());
+    let echo = start(
+        ECHO,
+        &["--listen", &a, "--metrics", &m, "--linger", "40"],
+        addr,
+    );
+    let before = scrape(metrics).unwrap();
+    let shutdown_clean = "websocket_closes_total{role=\"server\",cause=\"shutdown\",outcome=\"clean\",expected=\"true\"} ";
+    assert!(before.contains(&format!("{shutdown_clean}0")), "{before}");
+    assert!(before.contains("process_start_time_seconds "), "{before}");
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+        .await
+        .unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "hi");
+    let status = Command::new("kill")
+        .args(["-TERM", &echo.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let frame = loop {
+        match tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("the server's close")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no Close frame: {other:?}"),
+        }
+    };
+    assert_eq!(frame.expect("a close frame").code, CloseCode::Away);
+    while ws.next().await.is_some() {}
+
+    // Still serving /metrics, with the drain in it; this scrape is the last one.
+    let t = std::time::Instant::now();
+    let last = scrape(metrics).unwrap();
+    assert!(last.contains(&format!("{shutdown_clean}1")), "{last}");
+    let going_away =
+        "websocket_close_frames_total{role=\"server\",direction=\"sent\",code=\"going_away\"} 1";
+    assert!(last.contains(going_away), "{last}");
+    let out = run_to_end(echo);
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "waited for the linger bound"
+    );
+}
