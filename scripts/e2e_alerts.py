@@ -173,6 +173,10 @@ def rewrite_rules(src, dst):
         record("for", f"for: {m.group(2)}", f"for: {FOR_CI}")
         return f"{m.group(1)}for: {FOR_CI}{m.group(3)}"
 
+    def keep_firing_for(m):
+        record("keep_firing_for", f"keep_firing_for: {m.group(2)}", f"keep_firing_for: {FOR_CI}")
+        return f"{m.group(1)}keep_firing_for: {FOR_CI}{m.group(3)}"
+
     # Comments are left alone (they are not rules); only rule lines are rewritten.
     out = []
     for line in text.splitlines(keepends=True):
@@ -180,15 +184,18 @@ def rewrite_rules(src, dst):
             out.append(line)
             continue
         line = re.sub(rf"^([ \t]*)for: ({DURATION})([ \t]*\r?\n?)$", for_, line)
+        line = re.sub(rf"^([ \t]*)keep_firing_for: ({DURATION})([ \t]*\r?\n?)$", keep_firing_for,
+                      line)
         line = re.sub(rf"\[({DURATION})\]", window, line)
         line = re.sub(rf"\boffset ({DURATION})\b", offset, line)
         out.append(line)
     new = "".join(out)
 
-    # Proof that only durations changed: with every `for`, range and offset duration replaced by
-    # a placeholder, the shipped file and the copy are identical.
+    # Proof that only durations changed: with every `for`, `keep_firing_for`, range and offset
+    # duration replaced by a placeholder, the shipped file and the copy are identical.
     def normalise(t):
         t = re.sub(rf"(?m)^([ \t]*)for: {DURATION}[ \t]*$", r"\1for: D", t)
+        t = re.sub(rf"(?m)^([ \t]*)keep_firing_for: {DURATION}[ \t]*$", r"\1keep_firing_for: D", t)
         t = re.sub(rf"\[{DURATION}\]", "[D]", t)
         return re.sub(rf"\boffset {DURATION}\b", "offset D", t)
 
@@ -201,9 +208,12 @@ def rewrite_rules(src, dst):
     with open(dst, "w", encoding="utf-8") as f:
         f.write(new)
     note(f"CI copy of {src} (expressions unchanged apart from these durations):")
+    w_old = max(len(k[1]) for k in changes)
+    w_new = max(len(k[2]) for k in changes)
     for (kind, old, new_), n in sorted(changes.items()):
-        note(f"  {old:<14} -> {new_:<12} x{n}")
-    ok(f"rules copy differs from {src} only in `for`, range and offset durations")
+        note(f"  {old:<{w_old}} -> {new_:<{w_new}} x{n}")
+    ok(f"rules copy differs from {src} only in `for`, `keep_firing_for`, range and offset "
+       "durations")
     return 0
 
 
