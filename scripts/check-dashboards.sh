@@ -262,22 +262,61 @@ check "tsc rejects a misspelt panel key" \
 check "dashboard lint (filters, sum by, metric names, labels, layout)" \
   node "$TYPECHECK/lint.mjs" "$DASH/wsclose.json" "$DASH/rules.yaml"
 
-lint_mutant() {
+# break_dashboard OUT JS: writes a copy of the dashboard to OUT with JS applied to `d` (the parsed
+# dashboard; `panel(title)` finds a panel).
+break_dashboard() {
   node -e '
     const fs = require("fs");
-    const [src, dst] = process.argv.slice(1);
+    const [src, dst, breakit] = process.argv.slice(1);
     const d = JSON.parse(fs.readFileSync(src, "utf8"));
-    const t = d.panels.find((p) => p.type !== "row").targets[0];
-    t.expr = t.expr.replace(/, instance=~"\$instance"/, "");
+    const panel = (title) => d.panels.find((p) => p.title === title);
+    new Function("d", "panel", breakit)(d, panel);
     fs.writeFileSync(dst, JSON.stringify(d, null, 2));
-  ' "$DASH/wsclose.json" "$work/lint-broken.json" || return 1
-  if node "$TYPECHECK/lint.mjs" "$work/lint-broken.json" "$DASH/rules.yaml" >"$work/lint-out" 2>&1; then
-    echo "the lint accepted a query without the instance filter"
+  ' "$DASH/wsclose.json" "$1" "$2"
+}
+
+# lint_rejects WHAT JS: the lint must reject the dashboard broken by JS.
+lint_rejects() {
+  local what=$1 out=$work/lint-broken.json
+  break_dashboard "$out" "$2" || return 1
+  if node "$TYPECHECK/lint.mjs" "$out" "$DASH/rules.yaml" >"$work/lint-out" 2>&1; then
+    echo "the lint accepted $what"
     return 1
   fi
   cat "$work/lint-out"
 }
-check "dashboard lint catches a query without the instance filter" lint_mutant
+check "dashboard lint catches a query without the instance filter" \
+  lint_rejects "a query without the instance filter" \
+  'const t = d.panels.find((p) => p.type !== "row").targets[0]; t.expr = t.expr.replace(/, instance=~"\$instance"/, "");'
+unguarded_ratio='const t = panel("Unexpected-end ratio").targets[0]; t.expr = t.expr.replace(/\((sum by \(role\) .*) > 0\)$/, "$1");'
+unguarded_quantile='const t = panel("Handshake duration p99 by outcome").targets[0]; t.expr = t.expr.split("\n")[0];'
+check "dashboard lint catches a ratio not guarded against 0/0" \
+  lint_rejects "a ratio divided by an unguarded sum" "$unguarded_ratio"
+check "dashboard lint catches a quantile not guarded against an idle histogram" \
+  lint_rejects "a histogram_quantile without its _count guard" "$unguarded_quantile"
+
+# Every panel query, evaluated by promtool on an idle instance and on one with a single active
+# outcome (lint.mjs --idle-test), gives no NaN. idle_test DASHBOARD
+idle_test() {
+  node "$TYPECHECK/lint.mjs" --idle-test "$work/idle_test.yaml" "$1" || return 1
+  promtool test rules "$work/idle_test.yaml"
+}
+check "no panel query is NaN on an idle instance (promtool)" idle_test "$DASH/wsclose.json"
+
+idle_test_catches() {
+  local what js out
+  for what in ratio quantile; do
+    out=$work/idle-broken-$what.json
+    if [ "$what" = ratio ]; then js=$unguarded_ratio; else js=$unguarded_quantile; fi
+    break_dashboard "$out" "$js" || return 1
+    if idle_test "$out" >"$work/idle-out" 2>&1; then
+      echo "the idle test accepted an unguarded $what"
+      return 1
+    fi
+    echo "caught (unguarded $what): $(grep -c 'got:.*NaN' "$work/idle-out") NaN result(s)"
+  done
+}
+check "the idle test catches an unguarded ratio and quantile" idle_test_catches
 
 # --- summary -------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then

@@ -55,9 +55,30 @@ const overInterval = (fn: 'rate' | 'increase', metric: string, ...extra: string[
 const sumRate = (by: string, metric: string, ...extra: string[]): string =>
   `sum by (${by}) (${overInterval('rate', metric, ...extra)})`;
 
-/** The q-quantile of a histogram over every selected instance and role. */
-const quantile = (q: number, histogram: string): string =>
-  `histogram_quantile(${q}, ${sumRate('le', `${histogram}_bucket`)})`;
+// No panel shows NaN. A panel with nothing to show for an idle selection (no ends, no
+// handshakes in the window, or an outcome that did not occur) draws no line: PromQL gives NaN
+// for 0/0, and histogram_quantile gives NaN when every bucket's rate is 0. So:
+//   - every ratio divides by `(denominator > 0)` (`ratioOf`): where the denominator is 0 the
+//     division has no right-hand sample and no result;
+//   - every quantile keeps only the label sets whose `_count` rate is above 0 (`quantile`).
+// A rate, a count or an increase is 0 when idle, which is a value worth drawing. lint.mjs
+// rejects a ratio or a quantile without its guard, and scripts/check-dashboards.sh evaluates
+// every query with promtool on an idle instance and on one with a single active outcome
+// (`lint.mjs --idle-test`), expecting no NaN.
+
+/** `numerator / denominator`, only where the denominator is above 0 (no NaN for 0/0). */
+const ratioOf = (numerator: string[], denominator: string): string[] => [...numerator, '/', `(${denominator} > 0)`];
+
+/**
+ * The q-quantile of a histogram over every selected instance and role, one line per label set of
+ * `by`, only where the histogram had observations in the window (no NaN for an idle one).
+ */
+const quantile = (q: number, histogram: string, by: string[] = []): string =>
+  [
+    `histogram_quantile(${q}, ${sumRate([...by, 'le'].join(', '), `${histogram}_bucket`)})`,
+    `and on (${by.join(', ')})`,
+    `(${sumRate(by.join(', '), `${histogram}_count`)} > 0)`,
+  ].join('\n');
 
 interface Query {
   expr: string;
@@ -239,16 +260,17 @@ const overview: Section = {
       redFrom: 0.05,
       queries: [
         {
-          // `or ... * 0`: 0 instead of no data when nothing unexpected happened.
-          expr: [
-            '(',
-            `  ${sumRate('role', 'websocket_closes_total', 'expected="false"')}`,
-            '  or',
-            `  ${sumRate('role', 'websocket_closes_total')} * 0`,
-            ')',
-            '/',
-            sumRate('role', 'websocket_closes_total'),
-          ].join('\n'),
+          // `or ... * 0`: 0 instead of no data when there were ends but none unexpected.
+          expr: ratioOf(
+            [
+              '(',
+              `  ${sumRate('role', 'websocket_closes_total', 'expected="false"')}`,
+              '  or',
+              `  ${sumRate('role', 'websocket_closes_total')} * 0`,
+              ')',
+            ],
+            sumRate('role', 'websocket_closes_total')
+          ).join('\n'),
           legendFormat: '{{role}}',
         },
       ],
@@ -348,10 +370,11 @@ const latencyAndLifetime: Section = {
         {
           expr: [
             '1 - (',
-            // PromQL string "1(\\.0)?" is the regular expression 1(\.0)?
-            `  ${sumRate('role', 'websocket_close_duration_seconds_bucket', String.raw`le=~"1(\\.0)?"`)}`,
-            '  /',
-            `  ${sumRate('role', 'websocket_close_duration_seconds_count')}`,
+            ...ratioOf(
+              // PromQL string "1(\\.0)?" is the regular expression 1(\.0)?
+              [sumRate('role', 'websocket_close_duration_seconds_bucket', String.raw`le=~"1(\\.0)?"`)],
+              sumRate('role', 'websocket_close_duration_seconds_count')
+            ).map((line) => `  ${line}`),
             ')',
           ].join('\n'),
           legendFormat: '{{role}}',
@@ -452,15 +475,16 @@ const openingHandshakes: Section = {
       queries: [
         {
           // `or ... * 0`: 0 instead of no data when every handshake went through.
-          expr: [
-            '(',
-            `  ${sumRate('role', 'websocket_handshakes_total', 'outcome=~"failed|timeout"')}`,
-            '  or',
-            `  ${sumRate('role', 'websocket_handshakes_total')} * 0`,
-            ')',
-            '/',
-            sumRate('role', 'websocket_handshakes_total'),
-          ].join('\n'),
+          expr: ratioOf(
+            [
+              '(',
+              `  ${sumRate('role', 'websocket_handshakes_total', 'outcome=~"failed|timeout"')}`,
+              '  or',
+              `  ${sumRate('role', 'websocket_handshakes_total')} * 0`,
+              ')',
+            ],
+            sumRate('role', 'websocket_handshakes_total')
+          ).join('\n'),
           legendFormat: '{{role}}',
         },
       ],
@@ -472,7 +496,7 @@ const openingHandshakes: Section = {
       unit: 's',
       queries: [
         {
-          expr: `histogram_quantile(0.99, ${sumRate('role, outcome, le', 'websocket_handshake_duration_seconds_bucket')})`,
+          expr: quantile(0.99, 'websocket_handshake_duration_seconds', ['role', 'outcome']),
           legendFormat: '{{outcome}} ({{role}})',
         },
       ],

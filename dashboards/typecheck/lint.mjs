@@ -3,15 +3,28 @@
 // and to the dashboard conventions in docs/operations.md.
 //
 // usage: node lint.mjs [dashboard.json] [rules.yaml]
+//        node lint.mjs --idle-test FILE [dashboard.json]
 // defaults: ../wsclose.json and ../rules.yaml, relative to this file. Exit status 1 on problems.
-import { readFileSync } from 'node:fs';
+// --idle-test writes FILE, a `promtool test rules` file that evaluates every panel query on an
+// idle instance and on one where a single outcome has traffic, and expects no NaN (see
+// idleTest below); it lints nothing.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultDashboard } from '@grafana/schema';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dashboardPath = resolve(process.argv[2] ?? resolve(here, '../wsclose.json'));
-const rulesPath = resolve(process.argv[3] ?? resolve(here, '../rules.yaml'));
+const args = process.argv.slice(2);
+let idleTestPath;
+if (args[0] === '--idle-test') {
+  idleTestPath = args.splice(0, 2)[1];
+  if (!idleTestPath) {
+    console.error('usage: node lint.mjs --idle-test FILE [dashboard.json]');
+    process.exit(2);
+  }
+}
+const dashboardPath = resolve(args[0] ?? resolve(here, '../wsclose.json'));
+const rulesPath = resolve(args[1] ?? resolve(here, '../rules.yaml'));
 
 const problems = [];
 const problem = (where, msg) => problems.push(`${where}: ${msg}`);
@@ -135,6 +148,49 @@ try {
   process.exit(1);
 }
 
+/**
+ * Where a query could show NaN: a division whose right-hand side is not `(... > 0)` (0/0 is
+ * NaN), or a histogram_quantile not restricted to the label sets whose `_count` rate is above 0
+ * (all buckets at 0 give NaN). The quantile's guard must be
+ * `and on (L) (sum by (L) (rate(<same histogram>_count<same selector>[$__rate_interval])) > 0)`,
+ * L being the quantile's grouping without `le`. Returns the problems found.
+ */
+function nanRisks(expr) {
+  const out = [];
+  // Label values may hold any character; blank them so that only operators are seen.
+  const code = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  for (let i = code.indexOf('/'); i >= 0; i = code.indexOf('/', i + 1)) {
+    const rest = code.slice(i + 1).trimStart();
+    let depth = 0;
+    let end = -1;
+    for (let j = 0; j < rest.length && end < 0; j++) {
+      if (rest[j] === '(') depth++;
+      else if (rest[j] === ')' && --depth === 0) end = j;
+    }
+    if (!rest.startsWith('(') || end < 0 || !/\s>\s*0$/.test(rest.slice(1, end).trim())) {
+      out.push('a division must be by `(... > 0)`, or an idle selection shows NaN (0/0)');
+    }
+  }
+  if (/histogram_quantile/.test(code)) {
+    const m = expr.match(
+      /^histogram_quantile\([0-9.]+, sum by \(((?:[a-z_]+, )*)le\) \(rate\((websocket_[a-z_]+)_bucket(\{[^}]*\})\[\$__rate_interval\]\)\)\)\s+and on \(([a-z_, ]*)\)\s+\(sum by \(([a-z_, ]*)\) \(rate\((websocket_[a-z_]+)_count(\{[^}]*\})\[\$__rate_interval\]\)\) > 0\)$/
+    );
+    const by = m?.[1].replace(/, $/, '');
+    if (!m || m[4] !== by || m[5] !== by || m[6] !== m[2] || m[7] !== m[3]) {
+      out.push(
+        'histogram_quantile(q, sum by (L, le) (rate(H_bucket{...}[...]))) must be followed by `and on (L) (sum by (L) (rate(H_count{...}[...])) > 0)` with the same L, H and selector, or an idle selection shows NaN'
+      );
+    }
+  }
+  return out;
+}
+
+if (idleTestPath !== undefined) {
+  writeFileSync(idleTestPath, idleTest());
+  console.log(`wrote ${idleTestPath}: every panel query of ${dashboardPath} on idle series`);
+  process.exit(0);
+}
+
 const expect = (where, cond, msg) => cond || problem(where, msg);
 expect('dashboard', dashboard.uid === 'wsclose-overview', 'uid must be "wsclose-overview"');
 expect('dashboard', dashboard.title === 'wsclose — WebSocket closes', 'title must be "wsclose — WebSocket closes"');
@@ -203,7 +259,7 @@ for (const [i, panel] of panels.entries()) {
       }
       // Every series is aggregated: sum by (...) (metric) or sum by (...) (rate(metric[...])).
       const before = expr.slice(0, sel.index).replace(/(rate|increase)\($/, '');
-      if (!/sum by \([a-z_, ]+\) \($/.test(before)) {
+      if (!/sum by \([a-z_, ]*\) \($/.test(before)) {
         problem(tw, `${sel.name} must be aggregated with sum by (...) so replicas add up`);
       }
     }
@@ -213,6 +269,7 @@ for (const [i, panel] of panels.entries()) {
     if (/histogram_quantile/.test(expr) && !/histogram_quantile\([0-9.]+, sum by \(([a-z_]+, )*le\) \(rate\(/.test(expr)) {
       problem(tw, 'histogram_quantile must be over sum by (..., le) (rate(..._bucket[$__rate_interval]))');
     }
+    for (const risk of nanRisks(expr)) problem(tw, risk);
   }
 }
 
@@ -222,6 +279,72 @@ for (const name of Object.keys(METRICS)) {
   expect('dashboard', used, `no panel shows ${name}`);
 }
 expect('dashboard', panels.some((p) => p.type === 'heatmap' && (p.targets ?? []).some((t) => /websocket_close_duration_seconds_bucket/.test(t.expr) && t.format === 'heatmap')), 'needs a heatmap of websocket_close_duration_seconds_bucket');
+
+// --- idle test (--idle-test) -----------------------------------------------------------------
+/**
+ * A promtool test file: the panel queries (variables at All, $__rate_interval 1m) evaluated on
+ * the contract's series of one instance, each query as `(Q) != (Q)`, which keeps exactly the
+ * NaN samples of Q (NaN is unequal to itself), expecting none. Two cases:
+ *   idle:        every series exists (as wsclose creates them) and none moves;
+ *   one outcome: only the first outcome of each instrument moves (all observations in the
+ *                lowest bucket); the others stay idle, as outcomes without traffic do.
+ * Every label but `outcome` takes its first value; `outcome` its first two.
+ */
+function idleTest() {
+  const labelSets = (name) => {
+    let sets = [{}];
+    for (const l of METRICS[name].labels) {
+      const values = METRICS[name].values[l];
+      sets = sets.flatMap((s) => (l === 'outcome' ? values.slice(0, 2) : values.slice(0, 1)).map((v) => ({ ...s, [l]: v })));
+    }
+    return sets;
+  };
+  const series = (moving) => {
+    const out = [];
+    for (const name of Object.keys(METRICS)) {
+      for (const set of labelSets(name)) {
+        const moves = moving && (set.outcome === undefined || set.outcome === METRICS[name].values.outcome[0]);
+        const values = moves ? '0+4x40' : '3x40';
+        const labels = (extra) =>
+          Object.entries({ job: 'idle', instance: 'a:9898', ...set, ...extra })
+            .map(([k, v]) => `${k}="${v}"`)
+            .join(', ');
+        if (!METRICS[name].histogram) {
+          out.push({ series: `${name}{${labels({})}}`, values: name === 'websocket_connections_active' ? '1x40' : values });
+          continue;
+        }
+        for (const le of leValues(name)) out.push({ series: `${name}_bucket{${labels({ le })}}`, values });
+        out.push({ series: `${name}_count{${labels({})}}`, values });
+      }
+    }
+    return out;
+  };
+  const vars = { job: '.*', instance: '.*', role: '.*', endpoint: '.*', __rate_interval: '1m' };
+  const queries = (dashboard.panels ?? []).flatMap((p) =>
+    (p.targets ?? []).map((t) => ({
+      where: `panel ${p.id} "${p.title}" query ${t.refId}`,
+      expr: (t.expr ?? '').replace(/\$(\w+)/g, (m, v) => vars[v] ?? m),
+    }))
+  );
+  const test = (name, moving) => ({
+    name,
+    interval: '15s',
+    input_series: series(moving),
+    promql_expr_test: queries.map(({ expr }) => ({ expr: `(${expr})\n!=\n(${expr})`, eval_time: '10m', exp_samples: [] })),
+  });
+  const header = [
+    '# Generated by dashboards/typecheck/lint.mjs --idle-test from the dashboard: no panel query',
+    '# may give NaN. Each expression `(Q) != (Q)` keeps the NaN samples of Q only.',
+    '# Queries, in order:',
+    ...queries.map((q) => `#   ${q.where}`),
+  ];
+  // JSON is YAML: promtool reads this file as it is.
+  return `${header.join('\n')}\n${JSON.stringify(
+    { rule_files: [], evaluation_interval: '15s', tests: [test('idle instance', false), test('one outcome with traffic', true)] },
+    null,
+    2
+  )}\n`;
+}
 
 // --- rules (text: every `expr:` block) ------------------------------------------------------
 const rulesText = readFileSync(rulesPath, 'utf8');
