@@ -465,6 +465,8 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), String> {
     let listener = bind_websocket("demo", args.listen).await?;
+    // Listening for SIGTERM and Ctrl-C from the start (before the first line says it runs).
+    let signal = wsclose::shutdown_signal();
     // The demo exits without waiting for a last scrape (echo_server shows that part).
     let _exporter = serve_metrics("demo", args.metrics)?;
     let listen = listener.local_addr().map_err(|e| format!("demo: {e}"))?;
@@ -547,7 +549,7 @@ async fn run(args: Args) -> Result<(), String> {
         };
         tokio::select! {
             () = duration => {}
-            () = wsclose::shutdown_signal() => {}
+            () = signal => {}
         }
     };
     tokio::pin!(stop);

@@ -131,9 +131,10 @@ async fn run(args: Args) -> Result<(), String> {
     // Every series this server uses exists at 0 before its first connection, so a new replica
     // is visible (and `increase()` sees its first end) from the first scrape.
     config.init_metrics(Role::Server);
-    tracing::info!(%listen, metrics = %exporter.local_addr(), "echo server ready");
+    // Listening for SIGTERM from here on, before the ready line (a deploy may send it at once).
     let stop = wsclose::shutdown_signal();
     tokio::pin!(stop);
+    tracing::info!(%listen, metrics = %exporter.local_addr(), "echo server ready");
     loop {
         tokio::select! {
             accepted = listener.accept() => {

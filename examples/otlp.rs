@@ -223,14 +223,16 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let listen = listener.local_addr()?;
-    tracing::info!(%listen, "echo server ready, exporting over OTLP/HTTP");
     let registry = wsclose::Registry::new();
     let config = Config::new().with_registry(registry.clone());
     config.init_metrics(wsclose::Role::Server);
+    // SIGTERM (what a service manager sends) or Ctrl-C: a clean shutdown, exit 0. Listened for
+    // from here on, before the ready line.
+    let stop = wsclose::shutdown_signal();
+    tracing::info!(%listen, "echo server ready, exporting over OTLP/HTTP");
     tokio::select! {
         result = accept_loop(listener, config) => result?,
-        // SIGTERM (what a service manager sends) or Ctrl-C: a clean shutdown, exit 0.
-        _ = wsclose::shutdown_signal() => tracing::info!("stopping: draining, exporting, exiting"),
+        _ = stop => tracing::info!("stopping: draining, exporting, exiting"),
     }
     // Drain first, so that the export below carries every connection's end (docs/operations.md).
     let report = registry.shutdown(1001, Duration::from_secs(10)).await?;

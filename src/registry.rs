@@ -514,33 +514,49 @@ async fn pace(mut conns: Vec<Handle>, started: Instant, window: Duration, code: 
     }
 }
 
+/// The next delivery of a signal listened for; never, when it could not be.
+#[cfg(unix)]
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves on SIGTERM (Unix) or Ctrl-C: what Kubernetes, Cloud Run and a terminal send.
 ///
-/// If a signal handler cannot be installed, that signal is logged at WARN and ignored.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// The handlers are installed when this is called, not when the future is first polled, so a
+/// signal that arrives in between is not lost (nor does it kill the process with the default
+/// action): call it before announcing that the service is ready. Must be called within a Tokio
+/// runtime. If a signal handler cannot be installed, that signal is logged at WARN and ignored.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, which: telemetry::Signal| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                telemetry::on_signal_unavailable(which, &e);
+                None
+            }
+        };
+        let mut int = listen(SignalKind::interrupt(), telemetry::Signal::CtrlC);
+        let mut term = listen(SignalKind::terminate(), telemetry::Signal::Terminate);
+        async move {
+            tokio::select! {
+                _ = recv(int.as_mut()) => {}
+                _ = recv(term.as_mut()) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             telemetry::on_signal_unavailable(telemetry::Signal::CtrlC, &e);
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                telemetry::on_signal_unavailable(telemetry::Signal::Terminate, &e);
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }
 
