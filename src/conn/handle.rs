@@ -101,20 +101,24 @@ impl Handle {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe. The first poll begins the close and writes the Close frame. Awaited in a
-    /// task (or `block_on`) of the connection's runtime, this future may run the rest of the close itself when
-    /// the peer's bytes arrive (no task hand-off, as with a raw `close()`). Dropped, it leaves the close to a task of its own;
-    /// kept without being polled, it can delay the close until the deadline (or a shutdown's
-    /// terminate), never beyond: the close ends within the deadline whatever happens to this
-    /// future.
-    pub async fn close(
+    /// Cancel safe. The close begins when `close` is called, not when the future is first
+    /// polled: the Close frame is on its way before it returns, so a future spawned, kept or
+    /// dropped cannot change which Close goes out. The future only waits for the end. Awaited
+    /// in a task (or `block_on`) of the connection's runtime, it may run the rest of the close
+    /// itself when the peer's bytes arrive (no task hand-off, as with a raw `close()`). Dropped,
+    /// it leaves the close to a task of its own; kept without being polled, it can delay the
+    /// close until the deadline (or a shutdown's terminate), never beyond: the close ends within
+    /// the deadline whatever happens to this future.
+    pub fn close<C: IntoCloseCode>(
         &self,
-        code: impl IntoCloseCode,
+        code: C,
         reason: &str,
-    ) -> Result<CloseReport, Error> {
-        let frame = validate(Some((code.into_close_code(), reason)))?;
-        self.ctl.clone().request_close(Cause::App, frame);
-        Ok(self.ctl.clone().close_driven().await)
+    ) -> impl Future<Output = Result<CloseReport, Error>> + Send + 'static + use<C> {
+        let begun = validate(Some((code.into_close_code(), reason))).map(|frame| {
+            self.ctl.clone().request_close(Cause::App, frame);
+            self.ctl.clone()
+        });
+        async move { Ok(begun?.close_driven().await) }
     }
 
     /// Begins the close without waiting; returns whether this call began it (`false`: it was

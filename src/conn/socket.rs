@@ -127,8 +127,10 @@ impl<T: Transport> WebSocket<T> {
     /// Closes the connection with `code` and `reason` and waits for the end, at most the close
     /// deadline; see [`Handle::close`].
     ///
-    /// `code` is a `u16` or tungstenite's `CloseCode` (`CloseCode::Normal`). The returned future
-    /// does not borrow the connection. This method takes `&mut self` so that it is the one
+    /// `code` is a `u16` or tungstenite's `CloseCode` (`CloseCode::Normal`). The close begins
+    /// when this is called (the Close frame is on its way before it returns); the returned
+    /// future only waits for the end and does not borrow the connection, so it may be spawned
+    /// and the connection dropped: this Close goes out, not the drop's 1001. This method takes `&mut self` so that it is the one
     /// `ws.close(…)` calls even with `SinkExt` in scope (whose argument-less `close` is the same
     /// idempotent close, with no code).
     ///
@@ -349,14 +351,18 @@ impl<T: Transport> Receiver<T> {
 
 /// The close of [`WebSocket::close`] and [`Sender::close`]: it owns what it needs, so the
 /// connection is not borrowed while it runs, and begins the close on its first poll.
-async fn close_owned<T: Transport>(
+/// Begins the close now (when `frame` is valid) and returns the wait for its end: a future
+/// spawned and the connection dropped before it runs still sends this Close, not the drop's.
+fn close_owned<T: Transport>(
     shared: Arc<Shared<T>>,
     frame: Result<OutFrame, Error>,
-) -> Result<CloseReport, Error> {
+) -> impl Future<Output = Result<CloseReport, Error>> + Send + 'static {
     // As `Handle::close`, without the handle's boxed, type-erased future.
-    let frame = frame?;
-    shared.request_close(Cause::App, frame);
-    Ok(shared.close_driven().await)
+    let begun = frame.map(|frame| {
+        shared.request_close(Cause::App, frame);
+        shared
+    });
+    async move { Ok(begun?.close_driven().await) }
 }
 
 #[cfg(feature = "axum")]
