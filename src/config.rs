@@ -174,7 +174,9 @@ impl Config {
         Ok(self)
     }
 
-    /// Records the peer's address in the connection's tracing span (`peer` field).
+    /// Records the peer's address in the connection's tracing span (`peer` field). The crate's
+    /// handshake (`accept`, `accept_with`, `client_handshake`) fills it in by itself from a
+    /// plain `TcpStream`; this address wins over that one (behind a proxy, give the client's).
     pub fn with_peer_addr(mut self, addr: SocketAddr) -> Self {
         self.peer_addr = Some(addr);
         self

@@ -227,7 +227,7 @@ impl Config {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         C: Callback + Unpin + Send + 'static,
     {
-        let attempt = Attempt::new(self, Role::Server);
+        let attempt = Attempt::new(self.with_peer_of(&stream), Role::Server);
         let refused = Arc::new(OnceLock::new());
         let callback = Gatekeeper {
             callback,
@@ -272,7 +272,7 @@ impl Config {
     where
         R: IntoClientRequest,
     {
-        let attempt = Attempt::new(self, Role::Client);
+        let attempt = Attempt::new(self.clone(), Role::Client);
         let request = request.into_client_request();
         let handshake = async move { tokio_tungstenite::connect_async(request?).await };
         attempt.run(
@@ -297,7 +297,7 @@ impl Config {
         R: IntoClientRequest,
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let attempt = Attempt::new(self, Role::Client);
+        let attempt = Attempt::new(self.with_peer_of(&stream), Role::Client);
         let request = request.into_client_request();
         let handshake = async move { tokio_tungstenite::client_async(request?, stream).await };
         attempt.run(
@@ -305,6 +305,20 @@ impl Config {
             Arc::default(),
             |opening, config, (ws, response)| (opening.open(ws, config), response),
         )
+    }
+}
+
+impl Config {
+    /// This config with the peer address of `stream` when it is a plain TCP stream and no
+    /// address was given ([`Config::with_peer_addr`] wins: behind a proxy it is the client's).
+    fn with_peer_of<S: 'static>(&self, stream: &S) -> Config {
+        let peer = (stream as &dyn Any)
+            .downcast_ref::<TcpStream>()
+            .and_then(|tcp| tcp.peer_addr().ok());
+        match peer {
+            Some(addr) if self.peer_addr.is_none() => self.clone().with_peer_addr(addr),
+            _ => self.clone(),
+        }
     }
 }
 
@@ -393,11 +407,11 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn new(config: &Config, role: Role) -> Self {
+    fn new(config: Config, role: Role) -> Self {
         Attempt {
-            config: config.clone(),
-            role,
             opening: Opening::new(config.series(role)),
+            config,
+            role,
             guard: None,
             started: Instant::now(),
             first_byte: Arc::default(),
