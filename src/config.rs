@@ -203,8 +203,10 @@ impl Config {
     /// [`Error::is_config`] when `name` is not a Prometheus label name
     /// (`[a-zA-Z_][a-zA-Z0-9_]*`), starts with `__`, is one of wsclose's own labels (`role`,
     /// `cause`, `outcome`, `expected`, `direction`, `code`) or one Prometheus sets (`le`,
-    /// `quantile`, `job`, `instance`); when `value` is empty or longer than
-    /// [`MAX_LABEL_VALUE_BYTES`](Self::MAX_LABEL_VALUE_BYTES); and when the configuration
+    /// `quantile`, `job`, `instance`); when `value` is empty, longer than
+    /// [`MAX_LABEL_VALUE_BYTES`](Self::MAX_LABEL_VALUE_BYTES) or holds a control character (a
+    /// newline would forge a log line; `,`, `=` and `\` are escaped in the span's `labels`
+    /// field); and when the configuration
     /// already has [`MAX_LABELS`](Self::MAX_LABELS) other labels.
     ///
     /// # Examples

@@ -170,7 +170,7 @@ fn intern(labels: &[(&str, &str)]) -> &'static LabelSet {
         labels.iter().map(|(k, v)| (leak(k), leak(v))).collect();
     let display = owned
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{k}={}", escape_value(v)))
         .collect::<Vec<_>>()
         .join(",");
     let set: &'static LabelSet = Box::leak(Box::new(LabelSet {
@@ -189,9 +189,26 @@ fn intern(labels: &[(&str, &str)]) -> &'static LabelSet {
     set
 }
 
+/// A value as the span's `labels` field writes it: `\\`, `,` and `=` escaped with a backslash,
+/// so that `name=value,…` reads back one way (control characters are refused by [`check`]).
+fn escape_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', ',', '=']) {
+        return value.into();
+    }
+    let mut out = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        if matches!(c, '\\' | ',' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.into()
+}
+
 /// Checks one static label: the name is a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`), not
 /// `__`-prefixed (reserved for Prometheus), not one of wsclose's own label names nor of
-/// [`RESERVED`]; the value is not empty and at most [`MAX_VALUE_BYTES`] bytes.
+/// [`RESERVED`]; the value is not empty, at most [`MAX_VALUE_BYTES`] bytes, and has no control
+/// character (a newline in a log line's field would let it forge another line).
 pub(crate) fn check(name: &str, value: &str) -> Result<(), Error> {
     let refuse = |why: String| Err(Error::config("static label", why));
     let mut chars = name.chars();
@@ -223,6 +240,11 @@ pub(crate) fn check(name: &str, value: &str) -> Result<(), Error> {
             value.len()
         ));
     }
+    if value.chars().any(char::is_control) {
+        return refuse(format!(
+            "{name:?}: the value {value:?} has a control character"
+        ));
+    }
     Ok(())
 }
 
@@ -245,6 +267,8 @@ mod tests {
         assert!(std::ptr::eq(a, b));
         assert_eq!(a.labels, &[("t_endpoint", "/chat"), ("t_region", "eu")]);
         assert_eq!(a.display, "t_endpoint=/chat,t_region=eu");
+        let odd = LabelSet::empty().with("t_odd", "a,b=c\\d").unwrap();
+        assert_eq!(odd.display, "t_odd=a\\,b\\=c\\\\d");
         let c = a.with("t_region", "us").unwrap();
         assert!(!std::ptr::eq(a, c));
         assert_eq!(c.labels, &[("t_endpoint", "/chat"), ("t_region", "us")]);

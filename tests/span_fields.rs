@@ -1,6 +1,6 @@
-//! The crate's handshake fills in the connection span's `peer` field when the stream can tell
+//! The connection span's fields. The crate's handshake fills in `peer` when the stream can tell
 //! (a plain `TcpStream`), in both roles; an address given with `Config::with_peer_addr` (the
-//! real client behind a proxy) wins.
+//! real client behind a proxy) wins. Static labels cannot forge a log line through `labels`.
 
 mod support;
 
@@ -70,4 +70,38 @@ async fn client_handshake_records_the_server() {
     bounded(ws.close(1000, "")).await.unwrap();
     bounded(server).await.unwrap();
     assert_eq!(peer_of_the_end(&logs), Some(addr.to_string()));
+}
+
+/// Static label values come from configuration, but a log line must still not be forgeable:
+/// a control character is refused; `,`, `=` and `\` are escaped in the span's `labels` field.
+#[tokio::test]
+async fn static_label_values_cannot_forge_a_log_line() {
+    for value in [
+        "eu\nlevel=ERROR",
+        "eu\r",
+        "a\u{1b}[31m",
+        "tab\there",
+        "del\u{7f}",
+    ] {
+        let e = Config::new().with_label("region", value).unwrap_err();
+        assert!(
+            e.is_config() && e.to_string().contains("control character"),
+            "{value:?}: {e}"
+        );
+    }
+    let (logs, _g) = logs::capture();
+    let config = Config::new()
+        .with_label("region", "eu,endpoint=/admin")
+        .unwrap()
+        .with_label("zone", "a\\b")
+        .unwrap();
+    let (mut ws, mut peer) = support::pairs::wrapped_and_tt(wsclose::Role::Server, &config).await;
+    tokio::spawn(async move { while peer.next().await.is_some() {} });
+    bounded(ws.close(1000, "")).await.unwrap();
+    let ends = logs.with_message("websocket connection ended");
+    assert_eq!(
+        ends[0].field("span.labels"),
+        Some("region=eu\\,endpoint\\=/admin,zone=a\\\\b"),
+        "{ends:?}"
+    );
 }
