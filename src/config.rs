@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
 use crate::telemetry::labels::{LabelSet, MAX_STATIC_LABELS, MAX_VALUE_BYTES};
 use crate::{Error, Registry, Role, Transport, WebSocket, telemetry};
 
@@ -36,6 +38,9 @@ pub struct Config {
     pub(crate) handshake_timeout: Duration,
     /// The static labels, interned once per distinct set.
     pub(crate) labels: &'static LabelSet,
+    /// The protocol limits of the crate's own handshake (`None`: tungstenite's defaults). Behind
+    /// an `Arc`: every connection keeps its `Config`, and this is set once for a service.
+    pub(crate) websocket: Option<std::sync::Arc<WebSocketConfig>>,
 }
 
 impl Default for Config {
@@ -49,6 +54,7 @@ impl Default for Config {
             lifetime_code: 1001,
             handshake_timeout: Config::DEFAULT_HANDSHAKE_TIMEOUT,
             labels: LabelSet::empty(),
+            websocket: None,
         }
     }
 }
@@ -172,6 +178,63 @@ impl Config {
         crate::check_close_code(code)?;
         self.lifetime_code = code;
         Ok(self)
+    }
+
+    /// The protocol limits of the connections whose handshake the crate runs
+    /// ([`accept`](Self::accept), [`accept_with`](Self::accept_with),
+    /// [`connect`](Self::connect), [`client_handshake`](Self::client_handshake)): tungstenite's
+    /// `WebSocketConfig` (message and frame size, read and write buffers). Without it they are
+    /// tungstenite's defaults: 64 MiB messages, 16 MiB frames, 128 KiB buffers and an unbounded
+    /// write buffer. A connection you wrap yourself ([`server`](Self::server)) keeps whatever
+    /// its library was given; for axum, set them on `WebSocketUpgrade`. docs/security.md
+    /// recommends values.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_config`] when `max_write_buffer_size` is not above `write_buffer_size`
+    /// (tungstenite would panic on it at the handshake), when `max_frame_size` is above
+    /// `max_message_size`, or when a size limit is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wsclose::tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    ///
+    /// // A chat service: small messages, and a peer that stops reading is pushed back on
+    /// // after 1 MiB queued rather than growing the server.
+    /// let limits = WebSocketConfig::default()
+    ///     .max_message_size(Some(64 << 10))
+    ///     .max_frame_size(Some(64 << 10))
+    ///     .write_buffer_size(16 << 10)
+    ///     .max_write_buffer_size(1 << 20);
+    /// let config = wsclose::Config::new().with_websocket_config(limits)?;
+    /// assert_eq!(config.websocket_config().max_message_size, Some(64 << 10));
+    /// # Ok::<(), wsclose::Error>(())
+    /// ```
+    pub fn with_websocket_config(mut self, limits: WebSocketConfig) -> Result<Self, Error> {
+        let why = if limits.max_write_buffer_size <= limits.write_buffer_size {
+            Some("max_write_buffer_size must be greater than write_buffer_size")
+        } else if limits.max_message_size == Some(0) || limits.max_frame_size == Some(0) {
+            Some("a size limit of 0 refuses every message; use None for no limit")
+        } else if matches!(
+            (limits.max_frame_size, limits.max_message_size),
+            (Some(frame), Some(message)) if frame > message
+        ) {
+            Some("max_frame_size is above max_message_size")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::config("websocket config", why));
+        }
+        self.websocket = Some(std::sync::Arc::new(limits));
+        Ok(self)
+    }
+
+    /// The protocol limits of the crate's handshake ([`with_websocket_config`](Self::with_websocket_config);
+    /// tungstenite's defaults unless set).
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        self.websocket.as_deref().copied().unwrap_or_default()
     }
 
     /// Records the peer's address in the connection's tracing span (`peer` field). The crate's

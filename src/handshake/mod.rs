@@ -236,6 +236,7 @@ impl Config {
             refused: refused.clone(),
         };
         let first_byte = attempt.first_byte.clone();
+        let limits = self.websocket.as_deref().copied();
         let handshake = async move {
             // The duration is timed from the request's first byte when the stream is a plain
             // TCP stream (peeked, not consumed); from the start otherwise.
@@ -243,7 +244,7 @@ impl Config {
                 let _ = tcp.peek(&mut [0; 1]).await;
                 let _ = first_byte.set(Instant::now());
             }
-            tokio_tungstenite::accept_hdr_async(stream, callback).await
+            tokio_tungstenite::accept_hdr_async_with_config(stream, callback, limits).await
         };
         attempt.run(handshake, refused, |opening, config, ws| {
             opening.open(ws, config)
@@ -274,7 +275,10 @@ impl Config {
     {
         let attempt = Attempt::new(self.clone(), Role::Client);
         let request = request.into_client_request();
-        let handshake = async move { tokio_tungstenite::connect_async(request?).await };
+        let limits = self.websocket.as_deref().copied();
+        let handshake = async move {
+            tokio_tungstenite::connect_async_with_config(request?, limits, false).await
+        };
         attempt.run(
             handshake,
             Arc::default(),
@@ -299,7 +303,10 @@ impl Config {
     {
         let attempt = Attempt::new(self.with_peer_of(&stream), Role::Client);
         let request = request.into_client_request();
-        let handshake = async move { tokio_tungstenite::client_async(request?, stream).await };
+        let limits = self.websocket.as_deref().copied();
+        let handshake = async move {
+            tokio_tungstenite::client_async_with_config(request?, stream, limits).await
+        };
         attempt.run(
             handshake,
             Arc::default(),
