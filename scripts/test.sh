@@ -138,6 +138,7 @@ step "dashboards, rules and runbook" scripts/check-dashboards.sh
 step "first unexpected close seen by a real Prometheus (series from the start)" scripts/e2e-first-close.sh
 step "the demo (10 s run, /metrics, graceful shutdown)" scripts/demo-check.sh
 step "alerting end to end (Prometheus, Alertmanager, webhook, demo)" scripts/e2e-alerts.sh
+step "fleet: rolling deploy, killed replica, crash loop (Prometheus, Alertmanager)" scripts/e2e-fleet.sh
 step "benchmark smoke run (every compare line)" scripts/bench-smoke.sh
 
 echo
