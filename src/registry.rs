@@ -19,6 +19,9 @@ use tokio::time::Instant;
 use crate::telemetry;
 use crate::{Cause, Error, Handle, Outcome, Role, check_close_code};
 
+/// How long a shutdown waits, after its grace period, for the handshakes it cut to end.
+const CUT_WAIT: Duration = Duration::from_millis(250);
+
 /// The reason sent with shutdown closes.
 const SHUTDOWN_REASON: &str = "server shutting down";
 
@@ -78,6 +81,9 @@ struct Inner {
     /// period, with their wake-up.
     cutting: AtomicBool,
     cut: Notify,
+    /// Handshakes cut by a shutdown that returned before they ended (their future kept but not
+    /// polled), by id: still cut whenever they are next polled.
+    left_cut: Mutex<std::collections::HashSet<u64>>,
     /// [`Registry::with_pacing`]'s window, in nanoseconds (0: every close at once).
     pace_nanos: AtomicU64,
 }
@@ -91,6 +97,7 @@ struct Ticket(Registry, u64);
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.0.left_cut().remove(&self.1);
         let mut connecting = self.0.connecting_set();
         connecting.remove(&self.1);
         if connecting.is_empty() {
@@ -107,12 +114,14 @@ impl HandshakeGuard {
 
     /// Resolves when a shutdown's grace period ends with this handshake still in flight.
     pub(crate) fn cut(&self) -> impl Future<Output = ()> + Send + 'static {
-        let registry = self.0.0.clone();
+        let (registry, id) = (self.0.0.clone(), self.0.1);
         async move {
             loop {
                 let mut cut = std::pin::pin!(registry.inner.cut.notified());
                 cut.as_mut().enable();
-                if registry.inner.cutting.load(Ordering::Acquire) {
+                if registry.inner.cutting.load(Ordering::Acquire)
+                    || registry.left_cut().contains(&id)
+                {
                     return;
                 }
                 cut.await;
@@ -243,6 +252,13 @@ impl Registry {
             .clone()
     }
 
+    fn left_cut(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.inner
+            .left_cut
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     fn late(&self) -> std::sync::MutexGuard<'_, Option<Vec<Handle>>> {
         self.inner.late.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -289,7 +305,10 @@ impl Registry {
     /// handshake in flight ([`Config::connect`](crate::Config::connect)) is given up (outcome
     /// `rejected`). It returns when every connection it knew of, every one wrapped meanwhile,
     /// and every handshake in flight has ended; server handshakes still waiting for their
-    /// request when the grace period ends are cut (outcome `timeout`).
+    /// request when the grace period ends are cut (outcome `timeout`). So it returns by the end
+    /// of `grace`, plus at most 250 ms for the cut handshakes to end: a `Handshake` future kept
+    /// but not polled cannot end, and is left behind (counted in `handshakes_cut`; it ends when
+    /// it is next polled or dropped).
     ///
     /// # Errors
     ///
@@ -340,6 +359,7 @@ impl Registry {
             h.begin_close_quietly(Cause::Shutdown, code, SHUTDOWN_REASON);
         }
         let mut stragglers = 0;
+        let mut left_behind = 0;
         loop {
             let mut emptied = std::pin::pin!(self.inner.emptied.notified());
             emptied.as_mut().enable();
@@ -370,7 +390,18 @@ impl Registry {
                 continue;
             }
             if Instant::now() >= deadline {
-                emptied.await; // only cut handshakes are left: wait for them to drop
+                // Only cut handshakes are left: wait for them to drop, briefly. One whose
+                // `Handshake` future is kept but not polled never does: it is left behind,
+                // counted cut, and ends (timeout) whenever it is polled or dropped.
+                if tokio::time::timeout_at(deadline + CUT_WAIT, emptied)
+                    .await
+                    .is_err()
+                {
+                    let ids: Vec<u64> = self.connecting_set().keys().copied().collect();
+                    left_behind = ids.len();
+                    self.left_cut().extend(ids);
+                    break;
+                }
                 continue;
             }
             tokio::select! {
@@ -398,7 +429,7 @@ impl Registry {
             outcomes,
             stragglers,
             handshakes_refused: self.inner.refused.load(Ordering::Relaxed),
-            handshakes_cut: self.inner.cut_count.load(Ordering::Relaxed),
+            handshakes_cut: self.inner.cut_count.load(Ordering::Relaxed) + left_behind,
             elapsed: started.elapsed(),
         };
         telemetry::on_shutdown_complete(&report);

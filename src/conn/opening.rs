@@ -8,12 +8,16 @@
 
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::Span;
 
+use crate::deadline::Deadline;
+use crate::handshake::never_opened;
 use crate::telemetry::{self, Series};
-use crate::{Cause, CloseReport, Config, Role, State, Transport, WebSocket};
+use crate::{Cause, CloseReport, Config, Outcome, Role, State, Transport, WebSocket};
 
 use super::handle::Control;
 use super::{Handle, OutFrame, next_id};
@@ -26,12 +30,17 @@ pub(crate) struct Opening {
     phase: Mutex<Phase>,
     /// Woken on every change of `phase` (a close requested, open, ended).
     changed: Notify,
+    /// The close deadline of its configuration: a close through a handle waits at most this
+    /// long for the handshake to act on it (see [`Opening::give_up`]).
+    close_timeout: Duration,
 }
 
 enum Phase {
     Connecting {
         /// A close asked for while connecting: who asked, and the Close frame it wants.
         close: Option<(Cause, OutFrame)>,
+        /// The upgrade was accepted and is being wrapped ([`Opening::claim`]): it opens.
+        claimed: bool,
     },
     /// Accepted: the open connection's handle.
     Open(Handle),
@@ -46,13 +55,62 @@ enum Settled {
 }
 
 impl Opening {
-    pub(crate) fn new(series: Series) -> Arc<Self> {
+    pub(crate) fn new(series: Series, close_timeout: Duration) -> Arc<Self> {
         Arc::new(Opening {
             id: next_id(),
             series,
-            phase: Mutex::new(Phase::Connecting { close: None }),
+            phase: Mutex::new(Phase::Connecting {
+                close: None,
+                claimed: false,
+            }),
             changed: Notify::new(),
+            close_timeout,
         })
+    }
+
+    /// The handshake succeeded and its connection is about to be wrapped: true unless the
+    /// connection was given up meanwhile ([`give_up`](Self::give_up)), in which case the
+    /// caller drops it. From here on it opens: nothing gives it up any more.
+    pub(crate) fn claim(&self) -> bool {
+        match &mut *self.phase() {
+            Phase::Connecting { claimed, .. } => {
+                *claimed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the connection was given up from outside its handshake ([`give_up`](Self::give_up)).
+    pub(crate) fn given_up(&self) -> bool {
+        matches!(&*self.phase(), Phase::Ended(_))
+    }
+
+    /// Ends a connection still connecting from outside its handshake: a close was requested
+    /// and the `Handshake` future has not acted on it within the close deadline (kept without
+    /// being polled, or a worker busy elsewhere). The handles report what the handshake itself
+    /// would have: `timeout` for a server (its refusal never went out), `clean` for a client
+    /// (given up at once). The socket goes when the future is next polled or dropped; the
+    /// handshake is counted then. `None` when it is no longer connecting (or already opening).
+    fn give_up(&self) -> Option<CloseReport> {
+        let mut phase = self.phase();
+        let Phase::Connecting {
+            close,
+            claimed: false,
+        } = &*phase
+        else {
+            return None;
+        };
+        let cause = close.as_ref().map_or(Cause::App, |(c, _)| *c);
+        let outcome = match self.series.role {
+            Role::Server => Outcome::Timeout,
+            Role::Client => Outcome::Clean,
+        };
+        let report = never_opened(outcome, cause);
+        *phase = Phase::Ended(report.clone());
+        drop(phase);
+        self.changed.notify_waiters();
+        Some(report)
     }
 
     /// The connection's id (its handle's, and the wrapped connection's once open).
@@ -72,7 +130,7 @@ impl Opening {
     /// The close requested while connecting, if any.
     pub(crate) fn close_requested(&self) -> Option<(Cause, OutFrame)> {
         match &*self.phase() {
-            Phase::Connecting { close } => close.clone(),
+            Phase::Connecting { close, .. } => close.clone(),
             _ => None,
         }
     }
@@ -82,7 +140,7 @@ impl Opening {
         loop {
             let mut changed = pin!(self.changed.notified());
             changed.as_mut().enable();
-            if !matches!(&*self.phase(), Phase::Connecting { close: None }) {
+            if !matches!(&*self.phase(), Phase::Connecting { close: None, .. }) {
                 return;
             }
             changed.await;
@@ -103,6 +161,7 @@ impl Opening {
             match &*phase {
                 Phase::Connecting {
                     close: Some((cause, frame)),
+                    ..
                 } if !applied => {
                     let (cause, frame) = (*cause, frame.clone());
                     drop(phase);
@@ -151,6 +210,7 @@ impl Opening {
         let state = match &mut *phase {
             Phase::Connecting {
                 close: close @ None,
+                ..
             } => {
                 *close = Some((cause, frame));
                 drop(phase);
@@ -168,6 +228,7 @@ impl Opening {
             }
             Phase::Connecting {
                 close: Some((by, _)),
+                ..
             } => State::Closing(*by),
             Phase::Ended(_) => State::Closed,
         };
@@ -204,8 +265,9 @@ impl Control for Opening {
             // As the WebSocket API's `readyState`: a close while connecting is `Closing`.
             Phase::Connecting {
                 close: Some((cause, _)),
+                ..
             } => State::Closing(*cause),
-            Phase::Connecting { close: None } => State::Connecting,
+            Phase::Connecting { close: None, .. } => State::Connecting,
             Phase::Open(h) => h.state(),
             Phase::Ended(_) => State::Closed,
         }
@@ -227,7 +289,18 @@ impl Control for Opening {
     }
     fn close_driven(self: Arc<Self>) -> Pin<Box<dyn Future<Output = CloseReport> + Send>> {
         Box::pin(async move {
-            match self.settled().await {
+            // The handshake acts on the close when it is polled; whatever its caller does with
+            // it, the close is over by the deadline.
+            let deadline = Deadline::new(Instant::now() + self.close_timeout);
+            let settled = tokio::select! {
+                biased;
+                settled = self.settled() => settled,
+                () = deadline => match self.give_up() {
+                    Some(report) => return report,
+                    None => self.settled().await, // opening or ended just now
+                },
+            };
+            match settled {
                 Settled::Open(h) => h.ctl.clone().close_driven().await,
                 Settled::Ended(r) => r,
             }

@@ -210,7 +210,10 @@ async fn a_connecting_handle_forwards_quiet_closes_and_terminates() {
 
     use crate::{Config, Role, State};
 
-    let opening = super::Opening::new(Config::new().series(Role::Server));
+    let opening = super::Opening::new(
+        Config::new().series(Role::Server),
+        Config::DEFAULT_CLOSE_TIMEOUT,
+    );
     let handle = opening.handle();
     handle.terminate(); // nothing to terminate while connecting
     assert_eq!(handle.state(), State::Connecting);

@@ -105,7 +105,7 @@ impl Config {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let started = Instant::now();
-        let opening = Opening::new(self.series(Role::Server));
+        let opening = Opening::new(self.series(Role::Server), self.close_timeout);
         let guard = self
             .registry
             .as_ref()
@@ -142,6 +142,11 @@ impl Config {
                 failed.end(HandshakeOutcome::Failed, Some(&error));
             })
             .on_upgrade(move |socket| async move {
+                if !pending.opening.claim() {
+                    // Given up meanwhile (a close not acted on within its deadline): dropped.
+                    pending.end(HandshakeOutcome::Rejected, None);
+                    return;
+                }
                 pending.end(HandshakeOutcome::Accepted, None);
                 // A close through a registry's handle meanwhile is applied at once.
                 let ws = pending.opening.open(socket, &config);

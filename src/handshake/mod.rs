@@ -416,7 +416,7 @@ struct Attempt {
 impl Attempt {
     fn new(config: Config, role: Role) -> Self {
         Attempt {
-            opening: Opening::new(config.series(role)),
+            opening: Opening::new(config.series(role), config.close_timeout),
             config,
             role,
             guard: None,
@@ -444,6 +444,13 @@ impl Attempt {
             // The handshake's outcome, and how the connection's handles report it (who ended
             // it, and how). A close requested through the handle is the cause when there is one.
             let (outcome, error, (close_outcome, cause)) = match ended {
+                // Given up from outside meanwhile (a close through the handle not acted on within
+                // its deadline): the connection is dropped, as a given-up handshake's.
+                Ended::Done(Ok(_)) if !self.opening.claim() => (
+                    HandshakeOutcome::Rejected,
+                    None,
+                    (Outcome::Clean, closing.unwrap_or(Cause::App)),
+                ),
                 Ended::Done(Ok(t)) => {
                     self.record(HandshakeOutcome::Accepted, None, None);
                     let ws = wrap(&self.opening, &self.config, t);
@@ -554,6 +561,9 @@ impl Attempt {
                 () = self.opening.close_request(), if watching => {
                     watching = false; // once: a close is requested (or, never here, it is over)
                     let Some((cause, _)) = self.opening.close_requested() else {
+                        if self.opening.given_up() {
+                            return (Ended::GivenUp, closing);
+                        }
                         continue;
                     };
                     closing = Some(cause);
