@@ -11,7 +11,7 @@
 //!
 //! Flags: `--listen ADDR` (default `127.0.0.1:9001`), `--metrics ADDR` (default
 //! `127.0.0.1:9898`, serves `/metrics`), `--clients N` (default 24), `--duration SECS` (run that
-//! long, then shut down gracefully and exit 0; without it, run until SIGTERM or Ctrl-C), and
+//! long, then shut down gracefully and exit 0; SIGTERM or Ctrl-C do the same sooner), and
 //! `--server-only` (no fleet, and production timings so that a person can type at a client:
 //! 20 s / 20 s keepalive, no maximum lifetime, 5 s close deadline, 10 s handshake deadline),
 //! `--healthy` (only the scenarios a healthy service sees: no silent peers, keepalive timeouts,

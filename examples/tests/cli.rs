@@ -411,3 +411,44 @@ async fn the_echo_server_drains_on_sigterm_and_exits_after_the_last_scrape() {
         "waited for the linger bound"
     );
 }
+
+/// `--duration` does not make the demo deaf to SIGTERM: it shuts down gracefully at once (the
+/// shutdown report printed, status 0), well before the duration ends.
+#[test]
+fn the_demo_with_a_duration_still_stops_on_sigterm() {
+    let mut child = Command::new(DEMO)
+        .args([
+            "--duration",
+            "600",
+            "--clients",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("piped");
+    let guard = Killed(Some(child));
+    let rx = lines(stdout);
+    let first = rx.recv_timeout(PATIENCE).expect("the demo's first line");
+    assert!(first.starts_with("wsclose demo:"), "{first}");
+    let t = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &guard.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = run_to_end(guard);
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    let printed: Vec<String> = rx.iter().collect(); // to the end of its output
+    assert!(
+        printed.iter().any(|l| l.starts_with("shutdown report:")),
+        "{printed:?}"
+    );
+}
