@@ -587,7 +587,7 @@ impl Attempt {
         self.recorded = true;
         // WARN for failures that may point at the server's side; a peer that went away is
         // expected.
-        let warn = outcome == HandshakeOutcome::Failed && !error.is_some_and(peer_went_away);
+        let warn = outcome == HandshakeOutcome::Failed && error.is_some_and(worth_a_warning);
         let error = error.map(|e| e as &(dyn std::error::Error + 'static));
         telemetry::on_handshake(&telemetry::HandshakeEnd {
             series: self.config.series(self.role),
@@ -632,12 +632,19 @@ fn close_outcome(e: &WsError) -> (Outcome, Cause) {
     if peer_went_away(e) {
         return (Outcome::PeerGone, Cause::Transport);
     }
-    match e {
-        WsError::Protocol(_) | WsError::HttpFormat(_) | WsError::Utf8(_) | WsError::Capacity(_) => {
-            (Outcome::ProtocolError, Cause::Peer)
-        }
-        _ => (Outcome::IoError, Cause::Transport),
+    // The connection's own table (`classify.rs`): the same error ends a handshake as it would
+    // end an open connection (an oversized head, `AttackAttempt`, is the peer's protocol error).
+    match crate::classify::classify_ws(e) {
+        crate::classify::Verdict::Fatal { outcome, cause, .. } => (outcome, cause),
+        crate::classify::Verdict::Recoverable => (Outcome::IoError, Cause::Transport),
     }
+}
+
+/// Whether a failed handshake is logged at WARN: when it may point at the server's side (an
+/// I/O or TLS error, a proxy that strips the upgrade headers), not when the peer went away or
+/// sent a request over tungstenite's limits (any peer can: DEBUG, counted `failed`).
+fn worth_a_warning(e: &WsError) -> bool {
+    !peer_went_away(e) && !matches!(e, WsError::AttackAttempt | WsError::Capacity(_))
 }
 
 /// Whether a failed handshake is the peer going away (an expected end, logged at DEBUG).
