@@ -120,7 +120,7 @@ impl Deadlines {
                 None => {
                     // Only runtimes with a timer get deadlines (and so a cache entry): a runtime
                     // without one is asked again each time, which is only on its closes.
-                    if !has_timer(rt) {
+                    if !probe_timer(rt) {
                         return Err(NoTimers);
                     }
                     // Runtime ids are reused once a runtime is gone: forget the dead ones.
@@ -167,31 +167,50 @@ impl NoTimers {
         shutdown's grace period cannot run on it";
 }
 
-/// Whether `rt` has a timer. Tokio offers no way to ask: creating a timer on a runtime without
-/// one panics. So the probe creates one under `catch_unwind`, on the probing thread only, with
-/// the panic's message kept off stderr by a panic hook that this crate installs once and that
-/// passes every other panic to the hook installed before it. (Built with `panic = "abort"`, the
-/// probe on a runtime without a timer aborts, as the timer itself would have.) Logs a WARN the
-/// first time a runtime without a timer is found.
+/// Whether `rt` has a timer: the runtime's deadlines ([`Deadlines::of`], cached per thread and
+/// runtime, and per runtime while it lives), so only a runtime without a timer is probed again
+/// each time ([`probe_timer`]).
 pub(crate) fn has_timer(rt: &Handle) -> bool {
+    Deadlines::of(rt).is_ok()
+}
+
+/// Whether `rt` has a timer, found out by creating one. Tokio offers no way to ask: creating a
+/// timer on a runtime without one panics. So the probe creates one under `catch_unwind`, with
+/// the panic kept from every panic hook: for the probe's duration the hook in place (whichever
+/// was installed last, before or after wsclose was first used) is wrapped in one that skips the
+/// probing thread's panic and passes every other thread's on, and is put back right after. On a
+/// thread already panicking (a connection dropped while unwinding), no hook can be touched and no
+/// second panic risked: the answer is "no timer". (Built with `panic = "abort"`, the probe on a
+/// runtime without a timer aborts, as the timer itself would have.) Logs a WARN the first time a
+/// runtime without a timer is found.
+fn probe_timer(rt: &Handle) -> bool {
     use std::cell::Cell;
     thread_local! {
         static PROBING: Cell<bool> = const { Cell::new(false) };
     }
-    static HOOK: std::sync::Once = std::sync::Once::new();
     static WARNED: AtomicBool = AtomicBool::new(false);
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !PROBING.try_with(Cell::get).unwrap_or(false) {
-                previous(info);
-            }
-        }));
-    });
+    if std::thread::panicking() {
+        return false;
+    }
     let _entered = rt.enter();
+    let hook = Arc::new(std::panic::take_hook());
+    let forward = hook.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if !PROBING.try_with(Cell::get).unwrap_or(false) {
+            forward(info);
+        }
+    }));
     let _ = PROBING.try_with(|p| p.set(true));
     let probe = std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO)));
     let _ = PROBING.try_with(|p| p.set(false));
+    // Our wrapper out (dropping its reference), the application's hook back in.
+    drop(std::panic::take_hook());
+    match Arc::try_unwrap(hook) {
+        Ok(hook) => std::panic::set_hook(hook),
+        // Another thread is inside the wrapper right now (its panic being reported): keep a
+        // forwarding hook, which behaves as the original.
+        Err(hook) => std::panic::set_hook(Box::new(move |info| hook(info))),
+    }
     if probe.is_err() && !WARNED.swap(true, Ordering::Relaxed) {
         crate::telemetry::on_runtime_without_timers(NoTimers::WHY);
     }
