@@ -73,5 +73,8 @@ fn a_hook_installed_after_first_use_sees_no_probe_panic() {
     let joined = std::thread::spawn(|| panic!("an application panic")).join();
     assert!(joined.is_err());
     let _ = std::panic::take_hook();
-    assert_eq!(*seen.lock().unwrap(), vec!["an application panic".to_owned()]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["an application panic".to_owned()]
+    );
 }
