@@ -36,9 +36,35 @@ fn record(
         status,
         duration: started.elapsed(),
         error: error.map(|e| e as &(dyn std::error::Error + 'static)),
-        // A failed axum upgrade is an I/O error after the 101, or hyper giving up on it.
-        warn: outcome == HandshakeOutcome::Failed,
+        // As for tokio-tungstenite's handshake: a peer that went away is expected.
+        warn: outcome == HandshakeOutcome::Failed
+            && error.is_some_and(|e| upgrade_failure(e).0 == Outcome::IoError),
     });
+}
+
+/// How a failed axum upgrade reads as the end of a connection, classified as the rest of the
+/// crate classifies it: an I/O error in hyper's chain by its kind (`classify_io`: a reset is
+/// `peer_gone`); hyper's upgrade canceled, or the connection closed or cut before the upgrade
+/// completed (the client went away between its request and the 101), `peer_gone`; anything
+/// else an `io_error`.
+fn upgrade_failure(error: &axum::Error) -> (Outcome, Cause) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let crate::classify::Verdict::Fatal { outcome, cause, .. } =
+                crate::classify::classify_io(io.kind())
+            {
+                return (outcome, cause);
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() || h.is_closed() || h.is_incomplete_message() {
+                return (Outcome::PeerGone, Cause::Transport);
+            }
+        }
+        source = e.source();
+    }
+    (Outcome::IoError, Cause::Transport)
 }
 
 /// An axum upgrade between the handler and the upgraded socket: a connection `Connecting`.
@@ -62,8 +88,9 @@ impl Pending {
         let id = self.opening.id();
         record(self.series, id, outcome, None, self.started, error);
         if outcome != HandshakeOutcome::Accepted {
-            self.opening
-                .end(never_opened(Outcome::IoError, Cause::Transport));
+            let (outcome, cause) =
+                error.map_or((Outcome::IoError, Cause::Transport), upgrade_failure);
+            self.opening.end(never_opened(outcome, cause));
         }
         true
     }
@@ -170,5 +197,29 @@ impl Config {
             None,
         );
         (status, body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_upgrade_is_classified_by_its_cause() {
+        let reset = axum::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            upgrade_failure(&reset),
+            (Outcome::PeerGone, Cause::Transport)
+        );
+        let other = axum::Error::new(std::io::Error::other("disk on fire"));
+        assert_eq!(
+            upgrade_failure(&other),
+            (Outcome::IoError, Cause::Transport)
+        );
+        let plain = axum::Error::new("no cause");
+        assert_eq!(
+            upgrade_failure(&plain),
+            (Outcome::IoError, Cause::Transport)
+        );
     }
 }
