@@ -26,9 +26,18 @@
 //! waiting for the peer would hold up every write. [`Socket`] splits the socket
 //! (fastwebsockets' `unstable-split`) and keeps the read half in one boxed future and the write
 //! half in another: a pending read never blocks a write, the close frame included.
-//! Fragmented messages are reassembled (`FragmentCollectorRead`). The Pong and Close replies
-//! fastwebsockets owes the peer ("obligated sends") are queued behind the messages already
-//! accepted and written by the next read or flush.
+//!
+//! Fragmented messages are reassembled up to the message limit
+//! ([`Socket::with_max_message_size`], 64 MiB by default as in tungstenite): a message whose
+//! fragments pass it fails the connection with Close 1009 as soon as they do. fastwebsockets'
+//! own `set_max_message_size` limits each frame, not a message.
+//!
+//! The Pong and Close replies fastwebsockets owes the peer ("obligated sends") are queued behind
+//! the messages already accepted and written by the read that received their cause or by the
+//! next flush, whichever comes first. At most 64 of them, and at most 4 KiB of their payload,
+//! are held: past that the socket reads nothing more until the peer takes some of them, so that
+//! a peer that sends Pings and reads nothing is pushed back (fastwebsockets used alone pushes it
+//! back by awaiting each Pong's write).
 //!
 //! The socket must keep fastwebsockets' defaults `auto_close` and `auto_pong`: the close logic
 //! relies on the library answering the peer's Close. fastwebsockets gives no access to the
@@ -41,14 +50,14 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker, ready};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::{
-    FragmentCollectorRead, Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead,
-    WebSocketWrite,
+    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
 };
+use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 
@@ -111,7 +120,7 @@ impl Message {
     }
 }
 
-fn into_bytes(payload: Payload<'static>) -> Bytes {
+fn into_bytes(payload: Payload<'_>) -> Bytes {
     match payload {
         Payload::Bytes(b) => b.freeze(),
         Payload::Owned(v) => Bytes::from(v),
@@ -119,10 +128,195 @@ fn into_bytes(payload: Payload<'static>) -> Bytes {
     }
 }
 
-/// The frames fastwebsockets' reader asks to send (Pongs, the Close reply).
-type Obligations = Arc<Mutex<VecDeque<Frame<'static>>>>;
+/// `frame` as a `'static` one (fastwebsockets types the frames it reads as borrowing its read
+/// half).
+fn owned(frame: Frame<'_>) -> Frame<'static> {
+    let payload = match frame.payload {
+        Payload::Bytes(b) => Payload::Bytes(b),
+        Payload::Owned(v) => Payload::Owned(v),
+        other => Payload::Owned(other.to_vec()),
+    };
+    Frame::new(frame.fin, frame.opcode, None, payload)
+}
 
-type Reader<S> = FragmentCollectorRead<ReadHalf<S>>;
+/// The default of [`Socket::with_max_message_size`]: tungstenite's `max_message_size`.
+const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// How many owed frames (Pongs, the Close reply) are held before the socket stops reading, and
+/// how many payload bytes: a Ping's payload is at most 125 bytes, an empty one has none, so both
+/// are counted.
+const OWED_FRAMES: usize = 64;
+const OWED_BYTES: usize = 4 * 1024;
+
+/// The frames fastwebsockets' reader owes the peer, shared by the read future that produces
+/// them and the socket that writes them.
+#[derive(Default)]
+struct Owed {
+    /// Produced by the reader, not yet queued behind the accepted messages.
+    frames: VecDeque<Frame<'static>>,
+    /// The owed frames not yet handed to the writer (in `frames` or in the socket's `out`), and
+    /// their payload bytes.
+    held: usize,
+    held_bytes: usize,
+    /// The reader waits in [`Room`] for the writes to take some.
+    parked: bool,
+    /// No more are written (our Close is, or the writes failed): what is owed from now on is
+    /// dropped, and the reader never waits.
+    closed: bool,
+}
+
+impl Owed {
+    /// Whether the reader must wait for the writes before it reads on.
+    fn blocks(&self) -> bool {
+        !self.closed && (self.held >= OWED_FRAMES || self.held_bytes >= OWED_BYTES)
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.held -= 1;
+        self.held_bytes -= bytes;
+    }
+}
+
+type Shared = Arc<Mutex<Owed>>;
+
+fn lock(owed: &Shared) -> MutexGuard<'_, Owed> {
+    owed.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The read future's "send" of an owed frame: queues it and then, while the owed frames are at
+/// their bound, stays pending, so that the reader reads nothing more. It registers no waker:
+/// `poll_next` sees `parked`, moves the writes on and registers its own for their progress. A
+/// Close never waits (fastwebsockets returns right after it, an error included).
+struct Room {
+    owed: Shared,
+    frame: Option<Frame<'static>>,
+}
+
+impl Future for Room {
+    type Output = Result<(), Infallible>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut owed = lock(&this.owed);
+        if let Some(frame) = this.frame.take() {
+            if owed.closed {
+                return Poll::Ready(Ok(()));
+            }
+            let close = frame.opcode == OpCode::Close;
+            owed.held += 1;
+            owed.held_bytes += frame.payload.len();
+            owed.frames.push_back(frame);
+            if close {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        owed.parked = owed.blocks();
+        if owed.parked {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+}
+
+/// A fragmented message being reassembled.
+struct Partial {
+    text: bool,
+    data: Vec<u8>,
+    /// For a text message, how much of `data` is known to be UTF-8: the rest is the start of a
+    /// character cut by the end of a fragment.
+    valid: usize,
+}
+
+impl Partial {
+    /// Checks the text received so far, failing at the first fragment with invalid UTF-8 (as
+    /// fastwebsockets does); at the last one, a cut character is invalid too.
+    fn check(&mut self, fin: bool) -> Result<(), WebSocketError> {
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.data[self.valid..]) {
+            Ok(_) => self.valid = self.data.len(),
+            Err(e) if e.error_len().is_none() && !fin => self.valid += e.valid_up_to(),
+            Err(_) => return Err(WebSocketError::InvalidUTF8),
+        }
+        Ok(())
+    }
+}
+
+/// fastwebsockets' read half and the message it is in the middle of.
+struct Reader<S> {
+    ws: WebSocketRead<ReadHalf<S>>,
+    partial: Option<Partial>,
+    max_message_size: usize,
+}
+
+impl<S: AsyncRead + Unpin> Reader<S> {
+    /// The next message or control frame, reassembled.
+    async fn read(&mut self, owed: &Shared) -> Result<Frame<'static>, WebSocketError> {
+        let result = self.read_message(owed).await;
+        if result.is_err() {
+            self.partial = None;
+        }
+        result
+    }
+
+    async fn read_message(&mut self, owed: &Shared) -> Result<Frame<'static>, WebSocketError> {
+        let mut send = |frame: Frame<'static>| Room {
+            owed: owed.clone(),
+            // Its own payload: a Pong made of a Ping's would keep the whole read buffer alive.
+            frame: Some(Frame::new(
+                frame.fin,
+                frame.opcode,
+                None,
+                Payload::Owned(frame.payload.to_vec()),
+            )),
+        };
+        let max = self.max_message_size;
+        loop {
+            let frame = self.ws.read_frame(&mut send).await?;
+            match frame.opcode {
+                OpCode::Text | OpCode::Binary => {
+                    if self.partial.is_some() {
+                        return Err(WebSocketError::InvalidFragment);
+                    }
+                    if frame.payload.len() > max {
+                        return Err(WebSocketError::FrameTooLarge);
+                    }
+                    if frame.fin {
+                        // fastwebsockets checked a final text frame's UTF-8.
+                        return Ok(owned(frame));
+                    }
+                    let mut partial = Partial {
+                        text: frame.opcode == OpCode::Text,
+                        data: frame.payload.to_vec(),
+                        valid: 0,
+                    };
+                    partial.check(false)?;
+                    self.partial = Some(partial);
+                }
+                OpCode::Continuation => {
+                    let Some(partial) = self.partial.as_mut() else {
+                        return Err(WebSocketError::InvalidContinuationFrame);
+                    };
+                    if frame.payload.len() > max - partial.data.len() {
+                        return Err(WebSocketError::FrameTooLarge);
+                    }
+                    partial.data.extend_from_slice(&frame.payload);
+                    partial.check(frame.fin)?;
+                    if frame.fin {
+                        let Partial { text, data, .. } = self.partial.take().expect("a message");
+                        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                        return Ok(Frame::new(true, opcode, None, Payload::Owned(data)));
+                    }
+                }
+                // Close and Pong, between two fragments or not.
+                _ => return Ok(owned(frame)),
+            }
+        }
+    }
+}
+
 type Writer<S> = WebSocketWrite<WriteHalf<S>>;
 type ReadFuture<S> =
     Pin<Box<dyn Future<Output = (Reader<S>, Result<Frame<'static>, WebSocketError>)> + Send>>;
@@ -141,30 +335,60 @@ enum WriteSide<S> {
     Lost,
 }
 
+/// A frame accepted for writing; `owed` for the frames the reader owes the peer.
+struct Queued {
+    frame: Frame<'static>,
+    owed: bool,
+}
+
+/// The tasks to wake when the writes move on. Every write is polled with this fan-out as its
+/// waker, whoever polls it, so that the socket's single write waker reaches both the task that
+/// flushes and the reader that left writes pending or waits for room for the owed frames:
+/// neither takes the other's wake-up.
+#[derive(Default)]
+struct WriteWakers {
+    flush: AtomicWaker,
+    read: AtomicWaker,
+}
+
+impl Wake for WriteWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.flush.wake();
+        self.read.wake();
+    }
+}
+
 /// A `fastwebsockets::WebSocket` as a `Stream` of [`Message`]s and a `Sink` of them, for
 /// [`WebSocket::server`](crate::WebSocket::server) and
 /// [`WebSocket::client`](crate::WebSocket::client) (see the module's documentation).
 pub struct Socket<S> {
     read: ReadSide<S>,
     write: WriteSide<S>,
-    obligations: Obligations,
+    owed: Shared,
     /// Frames accepted by the sink (and obligations moved behind them), not yet written.
-    out: VecDeque<Frame<'static>>,
+    out: VecDeque<Queued>,
     /// The payload bytes in `out`.
     queued: usize,
     /// Bytes were written since the last flush of the stream.
     dirty: bool,
     close_sent: bool,
     close_received: bool,
-    /// The waker of the task that flushes, while one does: a read that moves the writes on
-    /// polls them with it, so the flushing task is not forgotten.
-    flushing: Option<Waker>,
+    /// Set by [`Socket::with_max_message_size`], applied when the next read begins.
+    max_message_size: Option<usize>,
+    wakers: Arc<WriteWakers>,
+    /// `wakers` as a waker.
+    write_waker: Waker,
 }
 
 impl<S> fmt::Debug for Socket<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
             .field("queued", &self.out.len())
+            .field("owed", &lock(&self.owed).held)
             .field("close_sent", &self.close_sent)
             .field("close_received", &self.close_received)
             .finish_non_exhaustive()
@@ -179,48 +403,71 @@ where
     /// `auto_close` and `auto_pong` kept).
     pub fn new(ws: WebSocket<S>) -> Self {
         let (read, write): (WebSocketRead<ReadHalf<S>>, Writer<S>) = ws.split(tokio::io::split);
+        let wakers = Arc::<WriteWakers>::default();
         Socket {
-            read: ReadSide::Idle(FragmentCollectorRead::new(read)),
+            read: ReadSide::Idle(Reader {
+                ws: read,
+                partial: None,
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            }),
             write: WriteSide::Idle(write),
-            obligations: Arc::default(),
+            owed: Arc::default(),
             out: VecDeque::new(),
             queued: 0,
             dirty: false,
             close_sent: false,
             close_received: false,
-            flushing: None,
+            max_message_size: None,
+            write_waker: Waker::from(wakers.clone()),
+            wakers,
         }
+    }
+
+    /// Sets the largest message the peer may send, in bytes: 64 MiB unless set, as tungstenite's
+    /// `max_message_size`. A message whose fragments pass it fails the connection with Close 1009
+    /// (`protocol_error`, `code="message_too_big"` sent) as soon as they do. fastwebsockets'
+    /// frame limit is set to the same, so that one frame past it is refused before it is read
+    /// whole.
+    pub fn with_max_message_size(mut self, max: usize) -> Self {
+        self.max_message_size = Some(max);
+        self
     }
 
     /// Moves the reader's obligations behind the frames already accepted.
     fn take_obligations(&mut self) {
-        let mut obligations = self
-            .obligations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for frame in obligations.drain(..) {
+        let mut owed = lock(&self.owed);
+        for frame in owed.frames.drain(..) {
             self.queued += frame.payload.len();
-            self.out.push_back(frame);
+            self.out.push_back(Queued { frame, owed: true });
         }
     }
 
-    /// Writes every queued frame and flushes the stream.
-    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WebSocketError>> {
+    fn pop(&mut self) -> Option<Frame<'static>> {
+        let Queued { frame, owed } = self.out.pop_front()?;
+        let len = frame.payload.len();
+        self.queued -= len;
+        if owed {
+            lock(&self.owed).release(len);
+        }
+        Some(frame)
+    }
+
+    /// Writes every queued frame and flushes the stream, with the fan-out waker.
+    fn poll_write_all(&mut self) -> Poll<Result<(), WebSocketError>> {
+        let waker = self.write_waker.clone();
+        let mut cx = Context::from_waker(&waker);
         loop {
             match &mut self.write {
                 WriteSide::Lost => return Poll::Ready(Err(WebSocketError::ConnectionClosed)),
                 WriteSide::Busy(fut) => {
-                    let (writer, result) = ready!(fut.as_mut().poll(cx));
+                    let (writer, result) = ready!(fut.as_mut().poll(&mut cx));
                     self.write = WriteSide::Idle(writer);
                     result?;
                 }
                 WriteSide::Idle(_) => {
                     self.take_obligations();
-                    let frame = match self.out.pop_front() {
-                        Some(frame) => {
-                            self.queued -= frame.payload.len();
-                            frame
-                        }
+                    let frame = match self.pop() {
+                        Some(frame) => frame,
                         None if self.dirty => {
                             self.dirty = false;
                             let WriteSide::Idle(mut writer) =
@@ -244,7 +491,10 @@ where
                         }
                         continue;
                     }
-                    self.close_sent = frame.opcode == OpCode::Close;
+                    if frame.opcode == OpCode::Close {
+                        self.close_sent = true;
+                        lock(&self.owed).closed = true;
+                    }
                     self.dirty = true;
                     let WriteSide::Idle(mut writer) =
                         std::mem::replace(&mut self.write, WriteSide::Lost)
@@ -260,29 +510,45 @@ where
         }
     }
 
-    /// Moves the writes on from the read side, without taking the flushing task's place.
-    fn nudge_writes(&mut self, cx: &mut Context<'_>) {
-        // An error here comes back to whoever flushes next.
-        match self.flushing.clone() {
-            Some(waker) => {
-                let _ = self.poll_write_all(&mut Context::from_waker(&waker));
+    /// [`poll_write_all`](Self::poll_write_all) for a sink method: on `Pending` its task is
+    /// woken when the writes move on.
+    fn poll_written(&mut self, cx: &Context<'_>) -> Poll<Result<(), WebSocketError>> {
+        match self.poll_write_all() {
+            Poll::Pending => {
+                self.wakers.flush.register(cx.waker());
+                // The writes may have moved on before the registration.
+                self.poll_write_all()
             }
-            None => {
-                let _ = self.poll_write_all(cx);
-            }
+            ready => ready,
         }
     }
 
-    fn read_future(mut reader: Reader<S>, obligations: Obligations) -> ReadFuture<S> {
+    /// Moves the writes on from the read side; the reader is woken when writes it left pending
+    /// move on. Returns whether it may read on (the owed frames are below their bound).
+    fn move_writes(&mut self, cx: &Context<'_>) -> bool {
+        let mut result = self.poll_write_all();
+        if result.is_pending() {
+            self.wakers.read.register(cx.waker());
+            result = self.poll_write_all();
+        }
+        let mut owed = lock(&self.owed);
+        if let Poll::Ready(Err(_)) = result {
+            // The error comes back to whoever flushes next; the reader does not wait for
+            // writes that fail.
+            owed.closed = true;
+        }
+        !owed.blocks()
+    }
+
+    fn read_future(&mut self, mut reader: Reader<S>) -> ReadFuture<S> {
+        if let Some(max) = self.max_message_size.take() {
+            reader.max_message_size = max;
+            // fastwebsockets refuses a frame of its limit or more.
+            reader.ws.set_max_message_size(max.saturating_add(1));
+        }
+        let owed = self.owed.clone();
         Box::pin(async move {
-            let mut send = |frame: Frame<'static>| {
-                obligations
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push_back(frame);
-                std::future::ready(Ok::<(), Infallible>(()))
-            };
-            let result = reader.read_frame(&mut send).await;
+            let result = reader.read(&owed).await;
             (reader, result)
         })
     }
@@ -305,32 +571,45 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if !this.out.is_empty() || matches!(this.write, WriteSide::Busy(_)) {
-            this.nudge_writes(cx);
-        }
+        let mut may_read = this.move_writes(cx);
         loop {
             match &mut this.read {
                 ReadSide::Done => return Poll::Ready(None),
                 ReadSide::Idle(_) => {
+                    if !may_read {
+                        // Woken when the writes move on (`move_writes`).
+                        return Poll::Pending;
+                    }
                     let ReadSide::Idle(reader) = std::mem::replace(&mut this.read, ReadSide::Done)
                     else {
                         unreachable!()
                     };
-                    this.read = ReadSide::Busy(Self::read_future(reader, this.obligations.clone()));
+                    this.read = ReadSide::Busy(this.read_future(reader));
                 }
                 ReadSide::Busy(fut) => {
-                    let (reader, result) = ready!(fut.as_mut().poll(cx));
+                    let Poll::Ready((reader, result)) = fut.as_mut().poll(cx) else {
+                        // What the read owes so far goes out now, not at the next message.
+                        let parked = lock(&this.owed).parked;
+                        may_read = this.move_writes(cx);
+                        if parked && may_read {
+                            // It waited for room for what it owes, and the writes made some.
+                            continue;
+                        }
+                        return Poll::Pending;
+                    };
                     this.read = ReadSide::Idle(reader);
                     if matches!(result, Err(WebSocketError::InvalidCloseCode)) {
                         // fastwebsockets queued a 1002 reply; the close logic sends its own
                         // (the verdict's reply), so that the report names what was sent.
-                        let mut obligations = this
-                            .obligations
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner);
-                        obligations.retain(|f| f.opcode != OpCode::Close);
+                        let mut owed = lock(&this.owed);
+                        while let Some(i) =
+                            owed.frames.iter().position(|f| f.opcode == OpCode::Close)
+                        {
+                            let frame = owed.frames.remove(i).expect("a frame");
+                            owed.release(frame.payload.len());
+                        }
                     }
-                    this.nudge_writes(cx);
+                    this.move_writes(cx);
                     return Poll::Ready(match result {
                         Ok(frame) => {
                             let msg = Message::from_frame(frame);
@@ -366,31 +645,24 @@ where
         if this.queued < QUEUE_LIMIT {
             return Poll::Ready(Ok(()));
         }
-        this.flushing = Some(cx.waker().clone());
-        let result = ready!(this.poll_write_all(cx));
-        this.flushing = None;
-        Poll::Ready(result)
+        this.poll_written(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
         let this = self.get_mut();
-        let queued_close = this.out.iter().any(|f| f.opcode == OpCode::Close);
+        let queued_close = this.out.iter().any(|q| q.frame.opcode == OpCode::Close);
         if this.close_sent || queued_close {
             return Err(WebSocketError::ConnectionClosed);
         }
         this.take_obligations();
         let frame = item.into_frame();
         this.queued += frame.payload.len();
-        this.out.push_back(frame);
+        this.out.push_back(Queued { frame, owed: false });
         Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let this = self.get_mut();
-        this.flushing = Some(cx.waker().clone());
-        let result = ready!(this.poll_write_all(cx));
-        this.flushing = None;
-        Poll::Ready(result)
+        self.get_mut().poll_written(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
