@@ -363,11 +363,26 @@ fn scrape(addr: SocketAddr) -> std::io::Result<String> {
 async fn the_echo_server_drains_on_sigterm_and_exits_after_the_last_scrape() {
     let (addr, metrics) = (free_addr(), free_addr());
     let (a, m) = (addr.to_string(), metrics.to_string());
-    let echo = start(
-        ECHO,
-        &["--listen", &a, "--metrics", &m, "--linger", "40"],
-        addr,
-    );
+    let mut child = Command::new(ECHO)
+        .args(["--listen", &a, "--metrics", &m, "--linger", "40"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let log = lines(child.stderr.take().expect("piped"));
+    let echo = Killed(Some(child));
+    let wait_for = |needle: &str| {
+        loop {
+            let line = log
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("no {needle:?} line"));
+            if line.contains(needle) {
+                break;
+            }
+        }
+    };
+    wait_for("echo server ready");
     let before = scrape(metrics).unwrap();
     let shutdown_clean = "websocket_closes_total{role=\"server\",cause=\"shutdown\",outcome=\"clean\",expected=\"true\"} ";
     assert!(before.contains(&format!("{shutdown_clean}0")), "{before}");
@@ -396,6 +411,9 @@ async fn the_echo_server_drains_on_sigterm_and_exits_after_the_last_scrape() {
     };
     assert_eq!(frame.expect("a close frame").code, CloseCode::Away);
     while ws.next().await.is_some() {}
+    // The drain is over (and the wait for a scrape begun) once its report is logged: a scrape
+    // before that reads values from before the drain's end and does not count as the last.
+    wait_for("drained");
 
     // Still serving /metrics, with the drain in it; this scrape is the last one.
     let t = std::time::Instant::now();
