@@ -77,7 +77,9 @@
 //!
 //! - `prometheus`: [`prometheus::install`], a one-liner that installs
 //!   metrics-exporter-prometheus with this crate's histogram buckets (and its HTTP `/metrics`
-//!   listener); [`prometheus::install_recorder`] without the listener.
+//!   listener, which can wait for a drain's last scrape); [`prometheus::install_recorder`]
+//!   without the listener. An application with its own exporter gives it the buckets with
+//!   [`histogram_buckets`] (no feature needed).
 //! - `axum`: the same close logic for `axum::extract::ws::WebSocket` (see the `axum` module).
 //! - `tokio-websockets`: the same for `tokio_websockets::WebSocketStream` (see the
 //!   `tokio_websockets` module).
@@ -157,7 +159,7 @@ pub use registry::{Registry, ShutdownReport, shutdown_signal};
 pub use taxonomy::{Cause, CloseReport, HandshakeOutcome, Outcome, Role, State, WireCode};
 pub use telemetry::{
     CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, HANDSHAKE_DURATION_BUCKETS,
-    describe_metrics, names,
+    describe_metrics, histogram_buckets, names,
 };
 pub use transport::Transport;
 

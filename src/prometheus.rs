@@ -37,7 +37,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::telemetry::{Kind, TABLE, describe_metrics};
+use crate::telemetry::describe_metrics;
 
 /// The process start time, as every Prometheus client library's process collector names it:
 /// the fleet alert on restarting instances counts its changes.
@@ -47,23 +47,39 @@ pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 /// metrics-exporter-prometheus' own listener does.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// A [`PrometheusBuilder`] with explicit buckets for both wsclose histograms, so they render
+/// A [`PrometheusBuilder`] with explicit buckets for wsclose's histograms, so they render
 /// as Prometheus histograms (`_bucket` lines), not summaries. Add your own settings to it.
 ///
 /// # Errors
 ///
 /// Never in practice (the bucket lists are non-empty constants); the error is the builder's.
 pub fn builder() -> Result<PrometheusBuilder, Error> {
+    with_buckets(PrometheusBuilder::new())
+}
+
+/// Your own [`PrometheusBuilder`] (one that already exports your metrics) with wsclose's
+/// histogram buckets added ([`crate::histogram_buckets`]): without them its histograms
+/// render as summaries and the dashboard's bucket panels and the slow-close rule find nothing.
+///
+/// ```
+/// use metrics_exporter_prometheus::PrometheusBuilder;
+///
+/// let mine = PrometheusBuilder::new().add_global_label("service", "chat");
+/// let recorder = wsclose::prometheus::with_buckets(mine)?.build_recorder();
+/// # Ok::<(), wsclose::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// Never in practice (the bucket lists are non-empty constants); the error is the builder's.
+pub fn with_buckets(mut builder: PrometheusBuilder) -> Result<PrometheusBuilder, Error> {
     let wrap = |e: metrics_exporter_prometheus::BuildError| {
         Error::config("prometheus buckets", e.to_string()).with_source(e)
     };
-    let mut builder = PrometheusBuilder::new();
-    for i in TABLE.iter().filter(|i| i.kind == Kind::Histogram) {
-        if let Some(buckets) = i.buckets {
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(i.prometheus.into()), buckets)
-                .map_err(wrap)?;
-        }
+    for (name, buckets) in crate::histogram_buckets() {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+            .map_err(wrap)?;
     }
     Ok(builder)
 }

@@ -31,8 +31,6 @@ pub use table::{
     CLOSE_DURATION_BUCKETS, CONNECTION_DURATION_BUCKETS, HANDSHAKE_DURATION_BUCKETS, names,
 };
 use table::{Direction, Update, Value, expected_slot, instrument};
-#[cfg(feature = "prometheus")]
-pub(crate) use table::{Kind, TABLE};
 #[cfg(feature = "otel")]
 pub use table::{attributes, otel_names};
 
@@ -137,6 +135,27 @@ pub(crate) fn init_series(series: Series) {
 }
 
 static DESCRIBE_ONCE: Once = Once::new();
+
+/// The histograms and their buckets, `(Prometheus name, upper bounds in seconds)`, for an
+/// application that builds its own Prometheus exporter (it already exports other metrics):
+/// without explicit buckets metrics-exporter-prometheus renders histograms as summaries, and
+/// the dashboard's bucket panels, the heatmap and the `le="1"` rule then find nothing. Needs no
+/// feature. With the `prometheus` feature, `wsclose::prometheus::with_buckets(builder)` applies
+/// them.
+///
+/// ```
+/// # use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+/// let mut builder = PrometheusBuilder::new(); // the application's own
+/// for (name, buckets) in wsclose::histogram_buckets() {
+///     builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets)?;
+/// }
+/// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
+/// ```
+pub fn histogram_buckets() -> impl Iterator<Item = (&'static str, &'static [f64])> {
+    table::TABLE
+        .iter()
+        .filter_map(|i| Some((i.prometheus, i.buckets?)))
+}
 
 /// Registers HELP text and units for every series with the installed `metrics` recorder, and
 /// creates at 0 the series of every role and static label set already in use (see
