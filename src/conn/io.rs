@@ -266,7 +266,10 @@ impl<T: Transport> Shared<T> {
             // The sink's close is "flush, then close": on a connection already closing or closed
             // (the peer's Close ended the stream that `forward` was copying) it only waits for
             // the end, and is not a redundant close request.
-            self.begin(&mut self.gate.lock(), Plan::close(Cause::App, Some((1000, String::new()))));
+            self.begin(
+                &mut self.gate.lock(),
+                Plan::close(Cause::App, Some((1000, String::new()))),
+            );
         }
         self.poll_ended(&self.writers.app, cx).map(|_| Ok(()))
     }
