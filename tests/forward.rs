@@ -36,6 +36,7 @@ async fn an_echo_by_forward_counts_no_redundant_close() {
         };
         peer.send(Message::Close(Some(frame))).await.unwrap();
         while let Some(Ok(_)) = bounded(peer.next()).await {}
+        drop(peer); // a server closes the TCP connection after the handshake; a client waits for it
         bounded(echo).await.unwrap().unwrap();
         let report = bounded(handle.closed()).await;
         assert_eq!(

@@ -157,6 +157,7 @@ impl<T: Transport> Closer<T> {
             io.pending = 0;
             self.pending = 0;
             self.code_sent = Some(reply);
+            self.shared.on_close_written();
             self.handshake_done = true;
         }
         if let Some(frame) = self.send.take() {
@@ -168,6 +169,7 @@ impl<T: Transport> Closer<T> {
             io.pending = 0;
             self.pending = 0;
             self.code_sent = Some(frame.map_or(WireCode::NoStatus, |(c, _)| WireCode::Valid(c)));
+            self.shared.on_close_written();
         }
         if !self.drain || (self.handshake_done && self.shared.role == Role::Server) {
             return Ok(());

@@ -51,6 +51,12 @@ impl std::task::Wake for WriteWakers {
 }
 
 impl<T: Transport> Shared<T> {
+    /// The close task's Close frame is on the wire: wakes a flush waiting for it.
+    pub(super) fn on_close_written(&self) {
+        self.close_written.store(true, Ordering::Release);
+        self.writers.app.wake();
+    }
+
     /// Polls a write-side operation of the open transport with the connection's write waker
     /// ([`WriteWakers`]); `waiter` is the calling party's slot there. On `Pending` the party's
     /// waker is registered and the operation polled once more, so that a drain between the
@@ -235,9 +241,19 @@ impl<T: Transport> Shared<T> {
     pub(super) fn poll_flush(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut slot = self.gate.lock();
         let Some(io) = slot.as_mut() else {
-            // The close task flushes what was accepted, or counts it as dropped: then this
-            // flush did not deliver, and says so.
+            // A close is under way. The flush is over once its Close frame is on the wire, as
+            // with the raw library (that frame goes out behind every message accepted before
+            // it); a `send(Message::Close(..))` returns then, not at the end of the handshake.
+            // Else the close task flushes what was accepted, or counts it as dropped: then this
+            // flush did not deliver, and says so at the end.
             drop(slot);
+            if self.close_written.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
+            self.writers.app.register(cx.waker());
+            if self.close_written.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
             std::task::ready!(self.poll_ended(&self.writers.app, cx));
             return Poll::Ready(match self.gate.report() {
                 Some(report) if report.messages_dropped > 0 => {

@@ -110,6 +110,9 @@ struct Shared<T: Transport> {
     /// application's next `poll_ready` can answer without taking the gate's lock. Written only
     /// under the lock; see `Shared::poll_ready`.
     sink_ready: AtomicBool,
+    /// The close task has put its Close frame (ours, or the reply to the peer's) on the wire,
+    /// behind every message accepted before it: a flush waiting on a closing connection is over.
+    close_written: AtomicBool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -156,6 +159,7 @@ impl<T: Transport> Shared<T> {
             pongs: AtomicU64::new(0),
             pong: Notify::new(),
             sink_ready: AtomicBool::new(false),
+            close_written: AtomicBool::new(false),
         });
         let config = &shared.config;
         if let Some(registry) = &config.registry {

@@ -34,7 +34,8 @@ impl<T: Transport> Drop for Owner<T> {
 ///   when the connection ended with one ([`Error::outcome`] says which);
 /// - sending on a closing or closed connection returns [`Error::is_closed`], never panics;
 /// - `SinkExt::close`, a `Message::Close` written to the sink, [`WebSocket::close`] and
-///   [`Handle::close`] are the same idempotent close;
+///   [`Handle::close`] are the same idempotent close; `send(Message::Close(..))` returns once
+///   that Close frame is written, as with tokio-tungstenite, while `close` waits for the end;
 /// - a Close from the peer is answered at once and the handshake finishes in the background
 ///   even if nobody polls the stream again;
 /// - dropping it without closing closes with `1001 going away`.
