@@ -105,7 +105,12 @@ impl RawPeer {
     /// Connects to `addr` and performs the client side of the opening handshake
     /// (`GET / HTTP/1.1` with the Upgrade headers); checks for `101` and the accept key.
     pub async fn connect(addr: SocketAddr) -> io::Result<RawPeer> {
-        let stream = TcpStream::connect(addr).await?;
+        RawPeer::connect_on(TcpStream::connect(addr).await?, addr).await
+    }
+
+    /// [`connect`](Self::connect) on a stream already connected to `addr` (one whose socket
+    /// options the test chose).
+    pub async fn connect_on(stream: TcpStream, addr: SocketAddr) -> io::Result<RawPeer> {
         let mut peer = RawPeer::new(stream, true);
         let key = generate_key();
         let request = format!(
@@ -271,6 +276,12 @@ impl RawPeer {
             .expect("set SO_LINGER 0");
     }
 
+    /// The TCP stream and the bytes read from it but not parsed yet, for a test that reads and
+    /// writes at once (split the stream) and parses with [`parse_frame`].
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
     /// Local address of the socket.
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().expect("local_addr")
@@ -312,7 +323,7 @@ impl RawPeer {
 
 /// Parses one frame from the front of `buf`: `Ok(None)` if more bytes are needed, otherwise the
 /// frame and the number of bytes it took.
-fn parse_frame(buf: &[u8]) -> io::Result<Option<(Frame, usize)>> {
+pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(Frame, usize)>> {
     let [b0, b1, rest @ ..] = buf else {
         return Ok(None);
     };
