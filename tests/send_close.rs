@@ -9,7 +9,6 @@ mod libraries;
 
 use std::time::Instant;
 
-use futures_util::SinkExt;
 use wsclose::{Config, Outcome};
 
 use support::flavor::Flavor;
