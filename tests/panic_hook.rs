@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
 use futures_util::StreamExt;
 use wsclose::{Config, Outcome, Role};
 
@@ -14,17 +12,7 @@ use support::pairs::wrapped_and_tt;
 
 #[test]
 fn the_timer_probe_is_quiet_and_other_panics_reach_the_previous_hook() {
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let record = seen.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(ToString::to_string)
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        record.lock().unwrap().push(message);
-    }));
+    let seen = support::panics::record();
     // A runtime without a timer: the first close probes it (and the probe panics inside).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
 use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 use wsclose::{Config, Outcome, Role};
@@ -47,17 +45,7 @@ fn a_hook_installed_after_first_use_sees_no_probe_panic() {
     });
     assert_eq!(handshake_and_close(&normal), Outcome::Clean);
 
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let record = seen.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(ToString::to_string)
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        record.lock().unwrap().push(message);
-    }));
+    let seen = support::panics::record();
     let io_only = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()

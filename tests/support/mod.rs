@@ -13,6 +13,7 @@ pub mod flavor;
 pub mod logs;
 pub mod otlp_receiver;
 pub mod pairs;
+pub mod panics;
 pub mod proxy;
 pub mod raw;
 pub mod recorder;
